@@ -1,0 +1,206 @@
+"""The one place that runs external commands.
+
+Contract:
+- ``run(argv, ...)`` takes an argument list (never a shell string; ``shell=True``
+  is never used).  Every element is converted with ``str``.
+- It logs the command, the working directory and the environment *changes*
+  (not the whole environment) at INFO on this module's logger.
+- Output (stdout and stderr merged) is streamed line by line into ``log_path``
+  when one is given (the file is opened in append mode, with a header line per
+  command), optionally echoed to this process's stdout (``echo=True``) and
+  optionally captured and returned (``capture=True``).
+- On a non-zero exit (with ``check=True``), a timeout or Ctrl-C, it raises
+  :class:`hermitbuild.errors.CommandError` carrying argv, cwd, return code, log
+  path and the last ``tail_lines`` lines of output.  On Ctrl-C and timeout the
+  whole process group is killed first, so no orphan keeps writing.
+- Nothing here reads settings or the environment on its own beyond inheriting
+  ``os.environ`` for the child (plus the given changes).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Mapping, Sequence
+
+from .errors import CommandError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TAIL = 40
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The result of a finished command."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    output: str  # captured output ("" unless capture=True)
+    tail: str  # last lines of output, always kept
+    seconds: float
+
+
+def format_argv(argv: Sequence[str]) -> str:
+    """A copy-pasteable rendering of an argument list (for logs and errors only)."""
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def tail_of(path: Path | str, lines: int = DEFAULT_TAIL) -> str:
+    """The last ``lines`` lines of a (possibly large) text file."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def run(
+    argv: Sequence[str | os.PathLike],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    replace_env: bool = False,
+    log_path: Path | str | None = None,
+    echo: bool = False,
+    capture: bool = False,
+    check: bool = True,
+    timeout: float | None = None,
+    stdin: bytes | None = None,
+    tail_lines: int = DEFAULT_TAIL,
+    fix: str = "",
+) -> Completed:
+    """Run ``argv``; see the module docstring for the contract."""
+    args = [os.fspath(a) for a in argv]
+    if not args:
+        raise ValueError("run() needs a non-empty argument list")
+    changes = dict(env or {})
+    child_env = dict(changes) if replace_env else {**os.environ, **changes}
+    logger.info("$ %s", format_argv(args))
+    if cwd is not None:
+        logger.info("  cwd: %s", cwd)
+    for key in sorted(changes):
+        logger.info("  env: %s=%s", key, changes[key])
+
+    log_fh: IO[str] | None = None
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        log_fh = open(log_path, "a", encoding="utf-8", errors="replace")
+        log_fh.write(f"### {time.strftime('%Y-%m-%d %H:%M:%S')} $ {format_argv(args)}\n")
+        if cwd is not None:
+            log_fh.write(f"### cwd: {cwd}\n")
+        for key in sorted(changes):
+            log_fh.write(f"### env: {key}={changes[key]}\n")
+        log_fh.flush()
+
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    captured: list[str] = []
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=child_env,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        if log_fh:
+            log_fh.close()
+        raise CommandError(args, None, cwd=cwd, log_path=log_path,
+                           why=f"program not found: {args[0]} ({exc.strerror})",
+                           fix=fix or f"install {Path(args[0]).name} or put it on PATH") from None
+    except OSError as exc:
+        if log_fh:
+            log_fh.close()
+        raise CommandError(args, None, cwd=cwd, log_path=log_path,
+                           why=f"could not start: {exc}", fix=fix or "check the path and permissions") from None
+
+    if stdin is not None:
+        def _feed() -> None:
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+        threading.Thread(target=_feed, daemon=True).start()
+
+    timed_out = threading.Event()
+    timer: threading.Timer | None = None
+    if timeout is not None:
+        def _expire() -> None:
+            timed_out.set()
+            _kill_group(proc)
+        timer = threading.Timer(timeout, _expire)
+        timer.daemon = True
+        timer.start()
+
+    try:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            tail.append(line.rstrip("\n"))
+            if log_fh:
+                log_fh.write(line)
+                log_fh.flush()
+            if capture:
+                captured.append(line)
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+        returncode = proc.wait()
+    except KeyboardInterrupt:
+        _kill_group(proc)
+        if log_fh:
+            log_fh.write("### interrupted (Ctrl-C)\n")
+            log_fh.close()
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if log_fh and not log_fh.closed:
+            log_fh.write(f"### exit status {proc.returncode} after {time.monotonic() - start:.1f}s\n")
+            log_fh.close()
+
+    seconds = time.monotonic() - start
+    tail_text = "\n".join(tail)
+    if timed_out.is_set():
+        raise CommandError(args, returncode, cwd=cwd, log_path=log_path, tail=tail_text,
+                           why=f"timed out after {timeout:g}s and was killed",
+                           fix=fix or "raise the timeout or find out why it hangs")
+    if check and returncode != 0:
+        raise CommandError(args, returncode, cwd=cwd, log_path=log_path, tail=tail_text, fix=fix)
+    return Completed(tuple(args), returncode, "".join(captured), tail_text, seconds)
+
+
+def output(argv: Sequence[str | os.PathLike], **kwargs) -> str:
+    """Run and return the captured output, stripped (raises on failure)."""
+    return run(argv, capture=True, **kwargs).output.strip()

@@ -1,0 +1,303 @@
+"""Settings: read once at the entry point, passed down everywhere.
+
+Contract:
+- :func:`load_settings` reads the settings file (``hermitbuild.yaml`` at the
+  repository root, or the file named by ``HERMITBUILD_SETTINGS``), then applies
+  environment overrides ``HERMITBUILD_<FIELD>`` (upper-case field name), then
+  validates.  Unknown keys, wrong types and bad values raise
+  :class:`~hermitbuild.errors.ConfigError` naming the file and line (or the
+  environment variable).
+- The result is a frozen :class:`Settings`; relative directories are resolved
+  against the repository root.  No other module reads ``os.environ`` for
+  configuration.
+- Environment value syntax: booleans ``1/0/true/false/yes/no/on/off``; lists
+  (``mirrors``) whitespace- or comma-separated; ``runtime_options`` is split
+  like a shell line; ``overrides`` is ``name=path[,name=path...]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+from .yamlutil import LineDict, load_yaml
+
+ENV_PREFIX = "HERMITBUILD_"
+SETTINGS_FILE = "hermitbuild.yaml"
+
+RUNTIMES = ("auto", "podman", "docker")
+GCC_VARIANTS = ("upstream", "fork")
+REMOTE_MODES = ("off", "read", "readwrite")
+
+
+def repo_root() -> Path:
+    """The repository root (the directory holding ``dodo.py`` and ``recipes/``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def _default_cache_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".cache")
+    return Path(base) / "hermitbuild"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All knobs of a build.  See ``hermitbuild.yaml`` for documentation of each."""
+
+    root: Path
+    prefix: Path = Path("/opt/hermit")
+    target: str = "x86_64-hermit"
+    build_dir: Path = Path("build")
+    downloads_dir: Path | None = None  # default: <build_dir>/downloads
+    cache_dir: Path | None = None  # default: $XDG_CACHE_HOME/hermitbuild
+    tools_prefix: Path | None = None  # default: <prefix>/tools (autoconf 2.64, automake 1.11.6)
+    mirrors: tuple[str, ...] = ()
+    offline: bool = False
+    runtime: str = "auto"
+    runtime_options: tuple[str, ...] = ()
+    base_image: str = "docker.io/library/debian:bookworm"
+    jobs: int = 0  # 0: number of CPUs
+    overrides: Mapping[str, Path] = field(default_factory=dict)
+    gcc_variant: str = "upstream"
+    hermit_languages: tuple[str, ...] = ("C", "CXX")
+    remote_cache: str = ""
+    remote_cache_mode: str = "off"
+    remote_cache_token_env: str = "HERMITBUILD_CACHE_TOKEN"
+    remote_cache_token: str = ""  # read from the variable named above, never from the file
+    cache_max_size: str = "20G"
+    smoke_gate: bool = True
+    file: Path | None = None  # the settings file that was read
+
+    # ---- derived locations -------------------------------------------------
+    @property
+    def downloads(self) -> Path:
+        return self.downloads_dir or self.build_dir / "downloads"
+
+    @property
+    def src_dir(self) -> Path:
+        return self.build_dir / "src"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.build_dir / "work"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.build_dir / "logs"
+
+    @property
+    def stamps_dir(self) -> Path:
+        return self.build_dir / "stamps"
+
+    @property
+    def dep_file(self) -> Path:
+        return self.build_dir / "doit.db"
+
+    @property
+    def tools(self) -> Path:
+        return self.tools_prefix or self.prefix / "tools"
+
+    @property
+    def recipes_dir(self) -> Path:
+        return self.root / "recipes"
+
+    @property
+    def patches_dir(self) -> Path:
+        return self.root / "patches"
+
+    @property
+    def syscalls_dir(self) -> Path:
+        return self.root / "syscalls"
+
+    @property
+    def containers_dir(self) -> Path:
+        return self.root / "containers"
+
+    @property
+    def parallel_jobs(self) -> int:
+        return self.jobs if self.jobs > 0 else (os.cpu_count() or 1)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+_PATH_FIELDS = {"prefix", "build_dir", "downloads_dir", "cache_dir", "tools_prefix"}
+_BOOL_FIELDS = {"offline", "smoke_gate"}
+_INT_FIELDS = {"jobs"}
+_LIST_FIELDS = {"mirrors", "runtime_options", "hermit_languages"}
+_STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "remote_cache",
+               "remote_cache_mode", "remote_cache_token_env", "cache_max_size"}
+_MAP_FIELDS = {"overrides"}
+FILE_FIELDS = _PATH_FIELDS | _BOOL_FIELDS | _INT_FIELDS | _LIST_FIELDS | _STR_FIELDS | _MAP_FIELDS
+
+
+def _parse_bool(text: str) -> bool | None:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    return None
+
+
+def _from_env(name: str, text: str) -> Any:
+    var = ENV_PREFIX + name.upper()
+    if name in _BOOL_FIELDS:
+        value = _parse_bool(text)
+        if value is None:
+            raise ConfigError(f"{var}={text!r} is not a boolean",
+                              f"set {var} to 1 or 0 (true/false, yes/no)", field=var)
+        return value
+    if name in _INT_FIELDS:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{var}={text!r} is not a whole number",
+                              f"set {var} to a number such as 4", field=var) from None
+    if name == "runtime_options":
+        return shlex.split(text)
+    if name in _LIST_FIELDS:
+        return [item for item in text.replace(",", " ").split() if item]
+    if name in _MAP_FIELDS:
+        result: dict[str, str] = {}
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            key, sep, value = item.partition("=")
+            if not sep or not key or not value:
+                raise ConfigError(f"{var} entry {item!r} is not name=path",
+                                  f"write {var}=hermit=/path/to/libhermit,newlib=/path/to/newlib",
+                                  field=var)
+            result[key.strip()] = value.strip()
+        return result
+    return text
+
+
+def _check_type(name: str, value: Any, file: Path | None, line: int | None) -> Any:
+    def bad(expected: str, example: str) -> ConfigError:
+        return ConfigError(f"'{name}' must be {expected}, got {value!r}",
+                           f"write e.g. `{name}: {example}`", file=file, line=line, field=name)
+
+    if name in _BOOL_FIELDS:
+        if not isinstance(value, bool):
+            raise bad("true or false", "false")
+        return value
+    if name in _INT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad("a whole number >= 0", "4")
+        return value
+    if name in _LIST_FIELDS:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings", "[a, b]")
+        return tuple(value)
+    if name in _MAP_FIELDS:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise bad("a mapping of recipe name to directory", "{hermit: ../libhermit}")
+        return dict(value)
+    if name in _PATH_FIELDS:
+        if value is None and name != "prefix" and name != "build_dir":
+            return None
+        if not isinstance(value, str) or not value:
+            raise bad("a directory path", "/opt/hermit")
+        return value
+    if not isinstance(value, str):
+        if value is None:
+            return ""
+        raise bad("a string", '"..."')
+    return value
+
+
+def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None,
+                  file: Path | str | None = None) -> Settings:
+    """Read, override and validate the settings; see the module docstring."""
+    root = (root or repo_root()).resolve()
+    environ = os.environ if environ is None else environ
+    if file is None:
+        file = environ.get(ENV_PREFIX + "SETTINGS") or root / SETTINGS_FILE
+    path = Path(file)
+    if not path.is_absolute():
+        path = root / path
+
+    raw: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    if path.exists():
+        data = load_yaml(path, ConfigError)
+        if data is None:
+            data = LineDict()
+        if not isinstance(data, dict):
+            raise ConfigError("the settings file must be a mapping of setting: value",
+                              "see the comments in hermitbuild.yaml", file=path, line=1)
+        for key, value in data.items():
+            line = data.line_of(key) if isinstance(data, LineDict) else None
+            if key not in FILE_FIELDS:
+                raise ConfigError(f"unknown setting '{key}'",
+                                  "valid settings: " + ", ".join(sorted(FILE_FIELDS)),
+                                  file=path, line=line, field=str(key))
+            raw[key] = _check_type(key, value, path, line)
+            lines[key] = line or 0
+    elif ENV_PREFIX + "SETTINGS" in environ:
+        raise ConfigError(f"settings file {path} does not exist",
+                          f"create it or unset {ENV_PREFIX}SETTINGS", file=path)
+
+    for name in sorted(FILE_FIELDS):
+        var = ENV_PREFIX + name.upper()
+        if var in environ:
+            value = _from_env(name, environ[var])
+            raw[name] = _check_type(name, value, None, None)
+
+    def where(name: str) -> dict[str, Any]:
+        var = ENV_PREFIX + name.upper()
+        if var in environ:
+            return {"field": var}
+        return {"file": path, "line": lines.get(name), "field": name}
+
+    def resolve(value: str | None) -> Path | None:
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (root / p)
+
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in _PATH_FIELDS:
+            kwargs[name] = resolve(value)
+        elif name == "overrides":
+            kwargs[name] = {k: resolve(v) for k, v in value.items()}
+        else:
+            kwargs[name] = value
+
+    kwargs.setdefault("build_dir", root / "build")
+    if kwargs.get("cache_dir") is None:
+        kwargs["cache_dir"] = _default_cache_dir(environ)
+
+    if not Path(kwargs.get("prefix", "/opt/hermit")).is_absolute():
+        raise ConfigError("prefix must be absolute", "write e.g. `prefix: /opt/hermit`", **where("prefix"))
+    if kwargs.get("runtime", "auto") not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {kwargs['runtime']!r}",
+                          "write `runtime: auto` to pick podman or docker automatically",
+                          **where("runtime"))
+    if kwargs.get("gcc_variant", "upstream") not in GCC_VARIANTS:
+        raise ConfigError(f"gcc_variant must be one of {', '.join(GCC_VARIANTS)}, "
+                          f"got {kwargs['gcc_variant']!r}",
+                          "write `gcc_variant: upstream` (GCC 12.2 + patches) or `fork` (hermitcore/gcc)",
+                          **where("gcc_variant"))
+    if kwargs.get("remote_cache_mode", "off") not in REMOTE_MODES:
+        raise ConfigError(f"remote_cache_mode must be one of {', '.join(REMOTE_MODES)}, "
+                          f"got {kwargs['remote_cache_mode']!r}",
+                          "write `remote_cache_mode: read` or `readwrite`", **where("remote_cache_mode"))
+    if kwargs.get("remote_cache_mode", "off") != "off" and not kwargs.get("remote_cache"):
+        raise ConfigError("remote_cache_mode is on but remote_cache (the base URL) is empty",
+                          "set remote_cache to e.g. https://cache.example.org/hermit or the mode to off",
+                          **where("remote_cache"))
+    token_env = kwargs.get("remote_cache_token_env", "HERMITBUILD_CACHE_TOKEN")
+    kwargs["remote_cache_token"] = environ.get(token_env, "") if token_env else ""
+    return Settings(root=root, file=path if path.exists() else None, **kwargs)

@@ -1,0 +1,117 @@
+"""YAML loading that remembers line numbers, for errors that name the line.
+
+Contract: :func:`load_yaml` parses a file with PyYAML's safe loader and returns
+plain Python data in which every mapping is a :class:`LineDict` (a ``dict``
+with ``.line`` = 1-based line of the mapping and ``.key_lines`` = key -> line)
+and every sequence a :class:`LineList` (with ``.line`` and ``.item_lines``).
+Malformed YAML raises the caller-chosen error class (a subclass of
+``HermitBuildError`` taking ``why, fix, file=, line=``) with the parser's line.
+:func:`write_atomic` writes a text file via a temp file + rename.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+
+class LineDict(dict):
+    line: int = 0
+    key_lines: dict
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class LineList(list):
+    line: int = 0
+    item_lines: list
+
+    def line_of(self, index: int) -> int:
+        try:
+            return self.item_lines[index]
+        except IndexError:
+            return self.line
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
+    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def loads_yaml(text: str, path: Path | str, error: Callable[..., Exception]) -> Any:
+    """Parse YAML text (named ``path`` in errors)."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise error(f"malformed YAML: {exc.problem or exc}",
+                    "fix the YAML syntax at that line (indentation, quotes, colons)",
+                    file=str(path), line=line) from None
+    except yaml.YAMLError as exc:
+        raise error(f"malformed YAML: {exc}", "fix the YAML syntax", file=str(path)) from None
+
+
+def load_yaml(path: Path | str, error: Callable[..., Exception]) -> Any:
+    """Parse the YAML file at ``path``; see the module docstring."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"cannot read file: {exc.strerror}", "check the path exists and is readable",
+                    file=str(path)) from None
+    return loads_yaml(text, path, error)
+
+
+def write_atomic(path: Path | str, data: str | bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same dir + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        elif path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
