@@ -1,0 +1,243 @@
+"""Entry-point glue for doit: settings/recipes loaded once, logging set up once,
+actions that turn errors into clean task failures.
+
+Contract:
+- :func:`context` loads the settings (from the environment) and the recipe set
+  once per process and memoises them; :func:`setup_logging` installs the only
+  log handler (stderr) of the program.
+- :func:`action` / :func:`action_args` are the module-level (picklable) doit
+  actions; they dispatch by name to the stage modules and return
+  ``doit.exceptions.TaskFailed`` carrying the rendered
+  :class:`~hermitbuild.errors.HermitBuildError` (what, why, fix) instead of a
+  traceback.  ``action_args`` receives doit's ``pos_arg`` list.
+- ``uptodate_*`` functions are cheap checks (file reads; at most one container
+  runtime query for image existence): no network, no git.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import HermitBuildError
+from .recipe import RecipeSet, load_recipes
+from .settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+_CONTEXT: tuple[Settings, RecipeSet] | None = None
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Install the program's one log handler (idempotent)."""
+    root = logging.getLogger("hermitbuild")
+    if getattr(root, "_hermitbuild_handler", False):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s" if not verbose else
+                                           "%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        # every command is still written to the per-step log files
+        logging.getLogger("hermitbuild.runner").setLevel(logging.WARNING)
+    root._hermitbuild_handler = True  # type: ignore[attr-defined]
+
+
+def settings_values(settings: Settings) -> dict[str, Any]:
+    """The settings recipes may select variants by."""
+    return {"gcc_variant": settings.gcc_variant}
+
+
+def load_context(settings: Settings) -> tuple[Settings, RecipeSet]:
+    recipes = load_recipes(settings.recipes_dir, settings.patches_dir, settings_values(settings))
+    return settings, recipes
+
+
+def context() -> tuple[Settings, RecipeSet]:
+    """Settings and recipes of this process (read once)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        setup_logging(verbose=os.environ.get("HERMITBUILD_VERBOSE", "") not in ("", "0"))
+        _CONTEXT = load_context(load_settings())
+    return _CONTEXT
+
+
+def fail(err: HermitBuildError):
+    from doit.exceptions import TaskFailed
+
+    return TaskFailed(f"\n{err}\n")
+
+
+def _recipes(settings: Settings) -> RecipeSet:
+    global _CONTEXT
+    if _CONTEXT is not None and _CONTEXT[0] == settings:
+        return _CONTEXT[1]
+    return load_context(settings)[1]
+
+
+# --------------------------------------------------------------------------- actions
+
+def _do_base_image(settings: Settings) -> None:
+    from . import container
+
+    container.make_base_image(settings)
+
+
+def _do_container_image(settings: Settings, image: str) -> None:
+    from . import container
+
+    container.build_image(image, settings)
+
+
+def _do_download(settings: Settings, name: str) -> None:
+    from . import fetch
+
+    fetch.fetch_recipe(_recipes(settings)[name], settings)
+
+
+def _do_prepare(settings: Settings, name: str) -> None:
+    from . import plan
+
+    recipes = _recipes(settings)
+    plan.ensure_prepared(recipes[name], recipes, settings)
+
+
+def _do_build(settings: Settings, name: str) -> None:
+    from . import build
+
+    build.build_recipe(name, _recipes(settings), settings)
+
+
+def _do_summary(settings: Settings) -> None:
+    recipes = _recipes(settings)
+    print(f"toolchain: {len(recipes)} recipes installed into {settings.prefix} "
+          f"(gcc variant: {settings.gcc_variant}, target {settings.target})")
+
+
+def _do_smoke(settings: Settings) -> None:
+    from . import qemu
+
+    result = qemu.smoke_toolchain(settings)
+    if not result:
+        raise HermitBuildError("smoke test failed", "see the output above",
+                               "fix the toolchain and re-run `doit smoke`")
+
+
+ACTIONS: dict[str, Callable[..., Any]] = {
+    "base_image": _do_base_image,
+    "container_image": _do_container_image,
+    "download": _do_download,
+    "prepare": _do_prepare,
+    "build": _do_build,
+    "summary": _do_summary,
+    "smoke": _do_smoke,
+}
+
+
+def action(kind: str, settings: Settings, *args: Any):
+    """A doit python-action: run stage ``kind``; failures become clean TaskFailed messages."""
+    try:
+        ACTIONS[kind](settings, *args)
+    except HermitBuildError as err:
+        return fail(err)
+    except KeyboardInterrupt:
+        from doit.exceptions import TaskFailed
+
+        return TaskFailed("interrupted; re-run the same command to continue where it stopped")
+    return None
+
+
+def _cmd_syscall(settings: Settings, args: list[str]) -> int:
+    from . import syscalls
+
+    return syscalls.cli_main(args, settings)
+
+
+def _cmd_cache(settings: Settings, args: list[str]) -> int:
+    from . import cache
+
+    return cache.cache_cli(args, settings)
+
+
+def _cmd_run(settings: Settings, args: list[str]) -> int:
+    from . import qemu
+
+    return qemu.run_cli(args, settings)
+
+
+def _cmd_image(settings: Settings, args: list[str]) -> int:
+    from . import image
+
+    return image.image_cli(args, settings)
+
+
+COMMANDS: dict[str, Callable[[Settings, list[str]], int]] = {
+    "syscall": _cmd_syscall,
+    "cache": _cmd_cache,
+    "run": _cmd_run,
+    "image": _cmd_image,
+}
+
+
+def action_args(kind: str, settings: Settings, args: list[str] | None = None):
+    """A doit python-action taking the command line's positional arguments (``pos_arg``)."""
+    from doit.exceptions import TaskFailed
+
+    argv = list(args or [])
+    try:
+        status = COMMANDS[kind](settings, argv)
+    except HermitBuildError as err:
+        return fail(err)
+    except KeyboardInterrupt:
+        return TaskFailed("interrupted")
+    if status:
+        return TaskFailed(f"`doit {kind} {' '.join(shlex.quote(a) for a in argv)}` exited with status {status}")
+    return None
+
+
+# --------------------------------------------------------------------------- uptodate
+
+def _safe(check: Callable[[], bool]) -> bool:
+    """An uptodate check that cannot decide (bad input) says 'not up to date' so the action reports it."""
+    try:
+        return bool(check())
+    except HermitBuildError as err:
+        logger.debug("uptodate check failed: %s", err)
+        return False
+
+
+def uptodate_base_image(settings: Settings) -> bool:
+    from . import container
+
+    return _safe(lambda: container.base_image_exists(settings))
+
+
+def uptodate_image(settings: Settings, image: str) -> bool:
+    from . import container
+
+    return _safe(lambda: container.image_exists(image, settings))
+
+
+def uptodate_download(settings: Settings, name: str) -> bool:
+    from . import fetch
+
+    recipe = _recipes(settings)[name]
+    return _safe(lambda: all(fetch.is_fetched(s, settings) for s in recipe.sources))
+
+
+def uptodate_prepare(settings: Settings, name: str) -> bool:
+    from . import plan
+
+    recipes = _recipes(settings)
+    return _safe(lambda: plan.is_prepared(recipes[name], recipes, settings))
+
+
+def uptodate_build(settings: Settings, name: str) -> bool:
+    from . import build
+
+    return _safe(lambda: build.is_installed(name, _recipes(settings), settings))

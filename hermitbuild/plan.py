@@ -1,0 +1,108 @@
+"""How the stages meet for one recipe: syscall table -> prepared tree identity and generator.
+
+Contract: the only place that decides which syscall table entries reach which
+tree (a recipe with ``syscalls: kernel`` gets the kernel side, ``newlib`` the
+newlib side, ``none`` nothing), and so the only place that builds the
+``generate`` hook and the syscall digest handed to :mod:`hermitbuild.prepare`.
+Both the ``prepare:*`` tasks and :mod:`hermitbuild.build` call
+:func:`tree_id` / :func:`ensure_prepared`, so the tree identity (and with it
+the cache key) is computed in one way only.  Cheap: reads files, runs nothing
+(``generate`` runs automake in the build container when called).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .recipe import Recipe, RecipeSet
+from .settings import Settings
+
+TABLE_FILE = "table.yaml"
+
+
+def table_path(settings: Settings) -> Path:
+    return settings.syscalls_dir / TABLE_FILE
+
+
+def _table(settings: Settings):
+    from . import syscalls
+
+    path = table_path(settings)
+    if not path.exists():
+        return None
+    return syscalls.load_table(path)
+
+
+def syscall_digest(recipe: Recipe, settings: Settings) -> str:
+    """Digest of the syscall table entries that reach ``recipe``'s tree ("" when none do)."""
+    if recipe.syscalls == "none":
+        return ""
+    from . import syscalls
+
+    table = _table(settings)
+    if table is None:
+        return ""
+    return syscalls.digest(table, recipe.syscalls)
+
+
+def automake_in_container(settings: Settings) -> Callable[[Path], None]:
+    """An ``automake(dir)`` callable running the build image's automake-1.11 on ``dir``."""
+
+    def automake(directory: Path) -> None:
+        from . import container
+
+        # the whole prepared-tree area is mounted (the tree is still in its temp dir)
+        run_root = settings.src_dir
+        container.run_in_container(
+            "toolchain", ["automake-1.11"], settings, cwd=directory,
+            mounts=[(run_root, True)], env={}, log_path=settings.logs_dir / "syscalls" / "automake.log")
+
+    return automake
+
+
+def generator(recipe: Recipe, settings: Settings,
+              automake: Callable[[Path], None] | None = None) -> Callable[[Path], None] | None:
+    """The hook that writes generated syscall code into a freshly prepared tree, or None."""
+    if recipe.syscalls == "none":
+        return None
+    table = _table(settings)
+    if table is None:
+        return None
+    from . import syscalls
+
+    if recipe.syscalls == "kernel":
+        return lambda tree: syscalls.generate_kernel(tree, table) and None
+    runner_fn = automake or automake_in_container(settings)
+    return lambda tree: syscalls.generate_newlib(tree, table, runner_fn) and None
+
+
+def owner(recipe: Recipe, recipes: RecipeSet) -> Recipe:
+    return recipes[recipe.tree_owner]
+
+
+def tree_id(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> str:
+    """Identity of the prepared tree ``recipe`` builds from (owner's pins, patches, syscalls)."""
+    from . import prepare
+
+    own = owner(recipe, recipes)
+    return prepare.tree_identity(own, settings, syscall_digest(own, settings))
+
+
+def is_prepared(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> bool:
+    from . import prepare
+
+    own = owner(recipe, recipes)
+    return prepare.is_prepared(own, settings, syscall_digest(own, settings))
+
+
+def ensure_prepared(recipe: Recipe, recipes: RecipeSet, settings: Settings,
+                    automake: Callable[[Path], None] | None = None) -> Path:
+    """Prepare the tree ``recipe`` builds from unless it is already up to date; return its path."""
+    from . import prepare
+
+    own = owner(recipe, recipes)
+    if prepare.is_prepared(own, settings, syscall_digest(own, settings)):
+        return prepare.tree_path(own, settings)
+    return prepare.prepare_tree(own, settings, generator(own, settings, automake),
+                                syscall_digest=syscall_digest(own, settings))

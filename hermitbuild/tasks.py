@@ -1,0 +1,175 @@
+"""The doit task generators: wiring only, no logic of its own.
+
+Contract:
+- :func:`doit_config` returns ``DOIT_CONFIG`` (dep_file under the build dir,
+  sqlite3 backend, default task ``toolchain``).
+- ``task_*`` functions are re-exported by ``dodo.py``.  Task creators run on
+  every ``doit list``: they only read settings, recipes and file names.  No
+  network, git or container calls happen here; those live in the actions and
+  in ``uptodate`` callables.
+- Every action is a module-level function of :mod:`hermitbuild.cli` called with
+  picklable arguments (so ``doit -n N`` works); it returns ``TaskFailed`` with
+  the rendered :class:`~hermitbuild.errors.HermitBuildError` instead of a
+  traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from . import cli
+from .recipe import RecipeSet
+from .settings import Settings
+
+Task = dict[str, Any]
+
+
+def doit_config(settings: Settings) -> dict[str, Any]:
+    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "dep_file": str(settings.dep_file),
+        "backend": "sqlite3",
+        "default_tasks": ["toolchain"],
+        "verbosity": 2,
+        "action_string_formatting": "new",
+    }
+
+
+def _ctx() -> tuple[Settings, RecipeSet]:
+    return cli.context()
+
+
+def task_base_image() -> Task:
+    """Create the base image locally with debootstrap + import (no registry needed)."""
+    settings, _ = _ctx()
+    return {
+        "actions": [(cli.action, ("base_image", settings))],
+        "uptodate": [(cli.uptodate_base_image, (settings,))],
+        "verbosity": 2,
+    }
+
+
+def task_containers() -> Iterator[Task]:
+    """Build the build images (tag = hash of Containerfile and inputs)."""
+    settings, recipes = _ctx()
+    images = sorted({r.image for r in recipes})
+    yield {"basename": "containers", "name": None, "doc": "build every build image"}
+    for image in images:
+        yield {
+            "name": image,
+            "doc": f"build image containers/Containerfile.{image}",
+            "actions": [(cli.action, ("container_image", settings, image))],
+            "uptodate": [(cli.uptodate_image, (settings, image))],
+            "verbosity": 2,
+        }
+
+
+def task_download() -> Iterator[Task]:
+    """Download every source (tarballs, git mirrors) for offline use."""
+    settings, recipes = _ctx()
+    yield {"basename": "download", "name": None, "doc": "download all sources (for air-gapped use)"}
+    for rec in recipes:
+        if not rec.sources:
+            continue
+        yield {
+            "name": rec.name,
+            "doc": f"download the sources of {rec.name}",
+            "actions": [(cli.action, ("download", settings, rec.name))],
+            "uptodate": [(cli.uptodate_download, (settings, rec.name))],
+            "verbosity": 2,
+        }
+
+
+def task_prepare() -> Iterator[Task]:
+    """Prepare source trees: checkout/unpack, patch series, generated syscall code."""
+    settings, recipes = _ctx()
+    yield {"basename": "prepare", "name": None, "doc": "prepare every source tree"}
+    for rec in recipes:
+        if rec.tree_from:
+            continue
+        yield {
+            "name": rec.name,
+            "doc": f"prepare build/src/{rec.name} (fetch, unpack, patch, generate)",
+            "actions": [(cli.action, ("prepare", settings, rec.name))],
+            "uptodate": [(cli.uptodate_prepare, (settings, rec.name))],
+            "verbosity": 2,
+        }
+
+
+def task_build() -> Iterator[Task]:
+    """Build (or restore from the artifact cache) one recipe and install it."""
+    settings, recipes = _ctx()
+    yield {"basename": "build", "name": None, "doc": "build every recipe (same as toolchain)"}
+    for rec in recipes:
+        yield {
+            "name": rec.name,
+            "doc": f"build and install {rec.name} {rec.version}" + (f" ({rec.variant})" if rec.variant else ""),
+            "actions": [(cli.action, ("build", settings, rec.name))],
+            "uptodate": [(cli.uptodate_build, (settings, rec.name))],
+            "task_dep": [f"build:{d}" for d in rec.depends],
+            "verbosity": 2,
+        }
+
+
+def task_toolchain() -> Task:
+    """Build and install the whole HermitCore toolchain into the prefix."""
+    settings, recipes = _ctx()
+    return {
+        "actions": [(cli.action, ("summary", settings))],
+        "task_dep": [f"build:{r.name}" for r in recipes],
+        "verbosity": 2,
+    }
+
+
+def task_syscall() -> Task:
+    """Syscall table: `doit syscall add NAME [SIGNATURE] [--body C]`, remove, list, check, export."""
+    settings, _ = _ctx()
+    return {
+        "actions": [(cli.action_args, ("syscall", settings))],
+        "pos_arg": "args",
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+def task_cache() -> Task:
+    """Artifact cache: `doit cache stats|list|prune|push|verify`."""
+    settings, _ = _ctx()
+    return {
+        "actions": [(cli.action_args, ("cache", settings))],
+        "pos_arg": "args",
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+def task_run() -> Task:
+    """Compile a C app with the toolchain and boot it: `doit run APP.c|DIR [--mem 1G] [--cpus N] ...`."""
+    settings, _ = _ctx()
+    return {
+        "actions": [(cli.action_args, ("run", settings))],
+        "pos_arg": "args",
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+def task_smoke() -> Task:
+    """Build and boot the bundled examples and check their output."""
+    settings, _ = _ctx()
+    return {
+        "actions": [(cli.action, ("smoke", settings))],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+def task_image() -> Task:
+    """Make a bootable GRUB ISO (ldhermit.elf + app) and an xl config: `doit image APP [--boot-check]`."""
+    settings, _ = _ctx()
+    return {
+        "actions": [(cli.action_args, ("image", settings))],
+        "pos_arg": "args",
+        "uptodate": [False],
+        "verbosity": 2,
+    }
