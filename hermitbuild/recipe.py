@@ -53,7 +53,9 @@ The schema (every key; unknown keys are errors)::
     variant_setting: gcc_variant
 
 Placeholders in step args and env values: {prefix} {tools} {install} {target}
-{src} {build} {jobs} {name} {version} {hermit_languages}.
+{src} {build} {jobs} {name} {version} {hermit_languages} {stage}.
+{stage} is the DESTDIR of install steps (``make install DESTDIR={stage}``): the
+build writes only there; hermitbuild packs it and installs it into the prefix.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ from .errors import RecipeError
 from .yamlutil import LineDict, LineList, load_yaml
 
 PLACEHOLDERS = frozenset({"prefix", "tools", "install", "target", "src", "build", "jobs", "name",
-                          "version", "hermit_languages"})
+                          "version", "hermit_languages", "stage"})
 STEP_KINDS = ("configure", "cmake", "make", "run")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
