@@ -1,0 +1,435 @@
+"""Prepared source trees: pristine source + patch series + generated code, swapped in atomically.
+
+Contract:
+- :func:`tree_path` is ``settings.src_dir / recipe.tree_owner``: recipes with
+  ``tree_from`` share their owner's tree, and every function here works on the
+  owner (given a borrowing recipe it loads the owner's recipe file from the same
+  directory).
+- :func:`tree_identity` is the sha256 (hex) of everything that makes the tree:
+  the owner's source pins (kind, commit/sha256, dest, strip_components,
+  submodules; not the URL, so moving a mirror changes nothing) *or*, for a
+  source override, a content hash of the override directory (paths, file
+  bytes, executable bits, symlink targets; ``.git`` skipped), plus every
+  patch's file name, strip level and bytes, plus the syscall digest.  It is
+  cheap: file reads only, no network, no git; override hashing reuses per-file
+  digests cached by (size, mtime, ctime, inode) in ``stamps_dir/prepare``.
+- :func:`prepare_tree` builds the tree in a temp dir beside the target
+  (``src_dir/.<owner>.new-*``): sources fetched by :mod:`hermitbuild.fetch`
+  and checked out / unpacked into it (or the override directory copied, working
+  tree files including uncommitted changes, without ``.git``), the patch series
+  applied (:func:`hermitbuild.patch.apply_series`), then ``generate(tree)`` (the
+  syscall generator hook).  For ``incremental`` recipes with an existing tree,
+  files whose bytes did not change get their old mtime back and changed or new
+  files one common fresh mtime, so ``make`` rebuilds only what changed.  Then the
+  old stamp is removed, the new tree swapped in (``renameat2(RENAME_EXCHANGE)``
+  where available, else rename old away + rename new in), the old tree deleted,
+  and last the stamp (JSON: identity + details) written to
+  ``stamps_dir/prepare/<owner>.json``.  Any failure leaves the previous tree
+  and stamp untouched and no temp dir behind.  A per-tree lock serialises
+  concurrent prepares of the same tree (the second one finds it prepared).
+- :func:`is_prepared` is true when the tree exists and its stamp holds the
+  current :func:`tree_identity`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .errors import ConfigError, HermitBuildError, RecipeError
+from .patch import apply_series
+from .recipe import Recipe, load_recipe
+from .settings import Settings
+from .yamlutil import write_atomic
+
+logger = logging.getLogger(__name__)
+
+IDENTITY_FORMAT = 1
+SKIP_NAMES = frozenset({".git"})
+_RACY_NS = 2_000_000_000  # files modified this recently are never taken from the digest cache
+
+
+# ---------------------------------------------------------------------- owners and paths
+
+def _settings_values(settings: Settings) -> dict[str, Any]:
+    return {"gcc_variant": settings.gcc_variant}
+
+
+def _owner(recipe: Recipe, settings: Settings) -> Recipe:
+    """The recipe that owns ``recipe``'s tree (itself unless it has ``tree_from``)."""
+    if not recipe.tree_from:
+        return recipe
+    path = recipe.file.parent / f"{recipe.tree_from}.yaml"
+    if not path.exists():
+        raise RecipeError(f"tree_from names '{recipe.tree_from}' but {path} does not exist",
+                          "point tree_from at an existing recipe", file=recipe.file, field="tree_from")
+    return load_recipe(path, settings.patches_dir, _settings_values(settings))
+
+
+def tree_path(recipe: Recipe, settings: Settings) -> Path:
+    """Where ``recipe``'s prepared tree lives: ``settings.src_dir / recipe.tree_owner``."""
+    return settings.src_dir / recipe.tree_owner
+
+
+def _stamp_path(owner: str, settings: Settings) -> Path:
+    return settings.stamps_dir / "prepare" / f"{owner}.json"
+
+
+def _override_dir(owner: Recipe, settings: Settings) -> Path | None:
+    """The source override of the tree owner (overrides are keyed by the tree owner's name)."""
+    value = settings.overrides.get(owner.name)
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_dir():
+        raise ConfigError(f"the source override for '{owner.name}' is not a directory: {path}",
+                          f"point overrides.{owner.name} at a checkout of the source, or remove it",
+                          file=settings.file, field=f"overrides.{owner.name}")
+    return path
+
+
+# ---------------------------------------------------------------------- identity
+
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _walk(root: Path) -> Iterator[tuple[str, os.DirEntry]]:
+    """(relative path, entry) for everything under ``root`` except ``.git``, sorted, depth first."""
+    stack = [("", root)]
+    while stack:
+        prefix, directory = stack.pop()
+        with os.scandir(directory) as it:
+            entries = sorted((e for e in it if e.name not in SKIP_NAMES), key=lambda e: e.name)
+        subdirs = []
+        for entry in entries:
+            rel = f"{prefix}{entry.name}"
+            yield rel, entry
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append((rel + "/", Path(entry.path)))
+        stack.extend(reversed(subdirs))
+
+
+def dir_digest(root: Path, cache_file: Path | None = None) -> str:
+    """Content hash of a directory tree (paths, bytes, exec bits, symlink targets; no ``.git``).
+
+    With ``cache_file``, per-file digests are reused while (size, mtime, ctime,
+    inode) are unchanged and the file is not racily new.
+    """
+    cache: dict[str, list] = {}
+    if cache_file is not None:
+        try:
+            data = json.loads(cache_file.read_text())
+            if data.get("root") == str(root):
+                cache = data.get("files", {})
+        except (OSError, ValueError, AttributeError):
+            cache = {}
+    fresh: dict[str, list] = {}
+    now = time.time_ns()
+    h = hashlib.sha256()
+    for rel, entry in _walk(root):
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            h.update(f"l\0{rel}\0{os.readlink(entry.path)}\n".encode("utf-8", "surrogateescape"))
+        elif stat.S_ISDIR(st.st_mode):
+            h.update(f"d\0{rel}\n".encode("utf-8", "surrogateescape"))
+        elif stat.S_ISREG(st.st_mode):
+            key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+            hit = cache.get(rel)
+            if hit is not None and hit[:4] == key:
+                digest = hit[4]
+            else:
+                digest = _file_digest(Path(entry.path))
+            if now - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+                fresh[rel] = key + [digest]
+            mode = "x" if st.st_mode & 0o111 else "-"
+            h.update(f"f\0{rel}\0{mode}\0{digest}\n".encode("utf-8", "surrogateescape"))
+        # sockets, fifos, devices: not part of a source tree, ignored
+    if cache_file is not None and fresh != cache:
+        try:
+            write_atomic(cache_file, json.dumps({"root": str(root), "files": fresh}))
+        except OSError as exc:  # a cache only
+            logger.debug("cannot write %s: %s", cache_file, exc)
+    return h.hexdigest()
+
+
+def _identity_inputs(owner: Recipe, settings: Settings,
+                     syscall_digest: str) -> dict[str, Any]:
+    inputs: dict[str, Any] = {"format": IDENTITY_FORMAT, "tree": owner.name,
+                              "syscalls": syscall_digest}
+    override = _override_dir(owner, settings)
+    if override is not None:
+        cache = settings.stamps_dir / "prepare" / f"{owner.name}.override-cache.json"
+        inputs["override"] = {"path": str(override), "digest": dir_digest(override, cache)}
+    else:
+        inputs["sources"] = [{"kind": s.kind, "pin": s.pin, "dest": s.dest,
+                              "strip_components": s.strip_components, "submodules": s.submodules}
+                             for s in owner.sources]
+    patches = []
+    for p in owner.patches:
+        try:
+            digest = hashlib.sha256(p.path.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise RecipeError(f"cannot read patch {p.path}: {exc.strerror}",
+                              "restore the file or re-run so the recipe is loaded again",
+                              file=p.path) from None
+        patches.append({"name": p.name, "strip": p.strip, "sha256": digest})
+    inputs["patches"] = patches
+    return inputs
+
+
+def _hash_inputs(inputs: dict[str, Any]) -> str:
+    data = dict(inputs)
+    if "override" in data:  # where the override lives does not matter, only its content
+        data["override"] = {"digest": data["override"]["digest"]}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def tree_identity(recipe: Recipe, settings: Settings, syscall_digest: str = "") -> str:
+    """sha256 hex of what makes the prepared tree (see the module docstring)."""
+    owner = _owner(recipe, settings)
+    return _hash_inputs(_identity_inputs(owner, settings, syscall_digest))
+
+
+def _read_stamp(owner: str, settings: Settings) -> dict[str, Any] | None:
+    try:
+        data = json.loads(_stamp_path(owner, settings).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_prepared(recipe: Recipe, settings: Settings, syscall_digest: str = "") -> bool:
+    """True when the tree exists and its stamp holds the current identity."""
+    owner = _owner(recipe, settings)
+    stamp = _read_stamp(owner.name, settings)
+    if stamp is None or not tree_path(owner, settings).is_dir():
+        return False
+    return stamp.get("identity") == tree_identity(owner, settings, syscall_digest)
+
+
+# ---------------------------------------------------------------------- preparing
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _rmtree(path: Path) -> None:
+    def onerror(func: Any, p: str, exc: Any) -> None:  # read-only dirs inside trees
+        try:
+            os.chmod(os.path.dirname(p), 0o755)
+            os.chmod(p, 0o755)
+            func(p)
+        except OSError:
+            pass
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, onerror=onerror)
+
+
+def _clean_stale(src_dir: Path, owner: str) -> None:
+    """Temp dirs left by a prepare that was killed (we hold the tree lock, so none is live)."""
+    for pattern in (f".{owner}.new-*", f".{owner}.old-*"):
+        for stale in src_dir.glob(pattern):
+            logger.info("removing leftover %s", stale)
+            _rmtree(stale)
+
+
+def _copy_override(source: Path, dest: Path) -> None:
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = set()
+        for name in names:
+            if name in SKIP_NAMES:
+                skipped.add(name)
+                continue
+            mode = os.lstat(os.path.join(directory, name)).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                skipped.add(name)
+        return skipped
+
+    shutil.copytree(source, dest, symlinks=True, ignore=ignore, dirs_exist_ok=True)
+
+
+def _populate(owner: Recipe, override: Path | None, settings: Settings, tree: Path) -> None:
+    if override is not None:
+        logger.info("%s: copying source override %s", owner.name, override)
+        try:
+            _copy_override(override, tree)
+        except (OSError, shutil.Error) as exc:
+            raise HermitBuildError(f"copying the source override {override} for '{owner.name}' failed",
+                                   str(exc), "check the directory is readable and the disk has room",
+                                   recipe=owner.name) from None
+        return
+    from . import fetch  # the fetch stage (tarballs, git mirrors)
+
+    fetch.fetch_recipe(owner, settings)
+    for source in owner.sources:
+        logger.info("%s: checking out %s @ %s", owner.name, source.url, source.pin[:12])
+        fetch.checkout(source, settings, tree)
+
+
+def _files_equal(a: str, b: str, size: int) -> bool:
+    if size == 0:
+        return True
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            ca, cb = fa.read(1 << 20), fb.read(1 << 20)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def keep_unchanged_mtimes(old: Path, new: Path) -> tuple[int, int]:
+    """Give files of ``new`` whose bytes equal those in ``old`` the old mtime; changed or new
+    files get one common fresh mtime (so they are newer than any old build output).
+
+    Returns (kept, refreshed) counts.
+    """
+    now = time.time_ns()
+    kept = refreshed = 0
+    for rel, entry in _walk(new):
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        st = entry.stat(follow_symlinks=False)
+        other = old / rel
+        try:
+            ost = other.lstat()
+        except OSError:
+            ost = None
+        if ost is not None and stat.S_ISREG(ost.st_mode) and ost.st_size == st.st_size and \
+                _files_equal(entry.path, str(other), st.st_size):
+            os.utime(entry.path, ns=(ost.st_atime_ns, ost.st_mtime_ns), follow_symlinks=False)
+            kept += 1
+        else:
+            os.utime(entry.path, ns=(now, now), follow_symlinks=False)
+            refreshed += 1
+    return kept, refreshed
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False if unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swap_in(new: Path, target: Path) -> Path | None:
+    """Put ``new`` at ``target``; return where the previous tree went (to be deleted), if any."""
+    if not (target.exists() or target.is_symlink()):
+        os.rename(new, target)
+        return None
+    if target.is_dir() and not target.is_symlink() and _exchange(new, target):
+        return new  # ``new`` now holds the old tree
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    old.rmdir()
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except OSError:
+        os.rename(old, target)
+        raise
+    return old
+
+
+def prepare_tree(recipe: Recipe, settings: Settings, generate: Callable[[Path], None] | None = None,
+                 *, syscall_digest: str = "") -> Path:
+    """Build the prepared tree of ``recipe`` (its tree owner) and swap it in; see the module docstring.
+
+    ``syscall_digest`` must be the digest the caller also passes to :func:`is_prepared` /
+    :func:`tree_identity` (the one describing what ``generate`` writes); it goes into the stamp.
+    """
+    owner = _owner(recipe, settings)
+    target = tree_path(owner, settings)
+    src_dir = target.parent
+    src_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(src_dir / f".{owner.name}.lock"):
+        inputs = _identity_inputs(owner, settings, syscall_digest)
+        identity = _hash_inputs(inputs)
+        stamp = _read_stamp(owner.name, settings)
+        if stamp and stamp.get("identity") == identity and target.is_dir():
+            logger.info("%s: tree already prepared (%s)", owner.name, identity[:12])
+            return target
+        _clean_stale(src_dir, owner.name)
+        override = _override_dir(owner, settings)
+        started = time.monotonic()
+        work = Path(tempfile.mkdtemp(prefix=f".{owner.name}.new-", dir=src_dir))
+        previous: Path | None = None
+        kept = refreshed = 0
+        try:
+            work.chmod(0o755)
+            _populate(owner, override, settings, work)
+            apply_series(work, owner.patches, recipe=owner.name)
+            if generate is not None:
+                logger.info("%s: generating syscall code", owner.name)
+                generate(work)
+            if owner.incremental and target.is_dir():
+                kept, refreshed = keep_unchanged_mtimes(target, work)
+                logger.info("%s: incremental: %d files unchanged (old mtime kept), %d changed",
+                            owner.name, kept, refreshed)
+            _stamp_path(owner.name, settings).unlink(missing_ok=True)
+            try:
+                previous = _swap_in(work, target)
+            except OSError as exc:
+                raise HermitBuildError(f"could not move the prepared tree into {target}", str(exc),
+                                       f"check permissions of {src_dir}; nothing was changed",
+                                       recipe=owner.name) from None
+        except BaseException:
+            _rmtree(work)
+            raise
+        if previous is not None:
+            _rmtree(previous)
+        details = {
+            "identity": identity,
+            "recipe": owner.name,
+            "version": owner.version,
+            "sources": [{"kind": s.kind, "url": s.url, "pin": s.pin, "dest": s.dest}
+                        for s in owner.sources] if override is None else [],
+            "override": inputs.get("override"),
+            "patches": inputs["patches"],
+            "syscall_digest": syscall_digest,
+            "incremental": {"kept": kept, "changed": refreshed} if owner.incremental else None,
+            "seconds": round(time.monotonic() - started, 2),
+            "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_atomic(_stamp_path(owner.name, settings), json.dumps(details, indent=2) + "\n")
+        logger.info("%s: prepared %s (%s)", owner.name, target, identity[:12])
+        return target

@@ -1,0 +1,284 @@
+"""hermitbuild.prepare: prepared trees (overrides, patches, generate hook, stamps, swap, incremental)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hermitbuild import prepare
+from hermitbuild.errors import ConfigError, HermitBuildError, PatchError
+from hermitbuild.recipe import Recipe, load_recipe
+from hermitbuild.settings import Settings
+
+from helpers_prepare import git, lines, make_patch, snapshot, write_tree
+
+FAKE_SHA = "ab" * 32
+
+
+def recipe_yaml(name: str, *, extra: str = "", source: str | None = None) -> str:
+    source = source or (f"  - tarball: https://example.invalid/{name}-1.0.tar.gz\n"
+                        f"    sha256: {FAKE_SHA}\n")
+    return (f"name: {name}\nversion: \"1.0\"\ndescription: test recipe {name}\n{extra}"
+            f"sources:\n{source}steps:\n  - name: build\n    make: [all]\n")
+
+
+class Env:
+    """A tmp project: recipes/, patches/, override dirs and Settings pointing at them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "recipes").mkdir(parents=True, exist_ok=True)
+        (root / "patches").mkdir(exist_ok=True)
+        self.overrides: dict[str, Path] = {}
+        self.mirrors: tuple[str, ...] = ()
+
+    def settings(self) -> Settings:
+        return Settings(root=self.root, prefix=self.root / "prefix", build_dir=self.root / "build",
+                        cache_dir=self.root / "cache", overrides=dict(self.overrides),
+                        mirrors=self.mirrors, offline=False)
+
+    def add_recipe(self, name: str, *, extra: str = "", source: str | None = None,
+                   override_files: dict[str, str] | None = None) -> None:
+        (self.root / "recipes" / f"{name}.yaml").write_text(recipe_yaml(name, extra=extra,
+                                                                        source=source))
+        if override_files is not None:
+            src = self.root / "upstream" / name
+            write_tree(src, override_files)
+            self.overrides[name] = src
+
+    def recipe(self, name: str) -> Recipe:
+        return load_recipe(self.root / "recipes" / f"{name}.yaml", self.root / "patches",
+                           {"gcc_variant": "upstream"})
+
+    def patch(self, recipe: str, filename: str, before: dict, after: dict) -> Path:
+        return make_patch(before, after, self.root / "mk", self.root / "patches" / recipe / filename)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return Env(tmp_path / "proj")
+
+
+def leftovers(settings: Settings) -> list[str]:
+    return sorted(p.name for p in settings.src_dir.iterdir() if p.name.startswith(".")
+                  and not p.name.endswith(".lock"))
+
+
+def test_override_git_repo_with_uncommitted_changes(env: Env) -> None:
+    env.add_recipe("hermit-bootstrap", override_files={"kernel/main.c": "int main;\n",
+                                                       "README": "hi\n"})
+    src = env.overrides["hermit-bootstrap"]
+    git(src, "init", "-q")
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "init")
+    (src / "kernel/main.c").write_text("int main; /* uncommitted */\n")
+    (src / "untracked.c").write_text("new\n")
+    s = env.settings()
+    rec = env.recipe("hermit-bootstrap")
+    assert not prepare.is_prepared(rec, s)
+    tree = prepare.prepare_tree(rec, s)
+    assert tree == s.src_dir / "hermit-bootstrap" == prepare.tree_path(rec, s)
+    assert (tree / "kernel/main.c").read_text() == "int main; /* uncommitted */\n"
+    assert (tree / "untracked.c").exists()
+    assert not (tree / ".git").exists()
+    assert prepare.is_prepared(rec, s)
+    stamp = json.loads((s.stamps_dir / "prepare" / "hermit-bootstrap.json").read_text())
+    assert stamp["identity"] == prepare.tree_identity(rec, s)
+    assert stamp["override"]["path"] == str(src)
+
+    # an unchanged second prepare is not needed; a content change is noticed
+    before = prepare.tree_identity(rec, s)
+    (src / "kernel/main.c").write_text("int main; /* edited */\n")
+    assert prepare.tree_identity(rec, s) != before
+    assert not prepare.is_prepared(rec, s)
+    prepare.prepare_tree(rec, s)
+    assert (tree / "kernel/main.c").read_text() == "int main; /* edited */\n"
+    assert prepare.is_prepared(rec, s)
+    # .git content does not matter; a new empty dir, a mode change and a symlink do
+    ident = prepare.tree_identity(rec, s)
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "more")
+    assert prepare.tree_identity(rec, s) == ident
+    (src / "kernel/main.c").chmod(0o755)
+    ident2 = prepare.tree_identity(rec, s)
+    assert ident2 != ident
+    (src / "link").symlink_to("README")
+    assert prepare.tree_identity(rec, s) != ident2
+    assert leftovers(s) == []
+
+
+def test_override_digest_cache_sees_same_size_same_mtime_edit(env: Env, monkeypatch) -> None:
+    import time
+    env.add_recipe("newlib", override_files={"a.c": "aaaa\n"})
+    s, rec = env.settings(), env.recipe("newlib")
+    f = env.overrides["newlib"] / "a.c"
+    monkeypatch.setattr(prepare, "_RACY_NS", 0)  # cache even just-written files
+    first = prepare.tree_identity(rec, s)
+    cache = json.loads((s.stamps_dir / "prepare" / "newlib.override-cache.json").read_text())
+    assert "a.c" in cache["files"]
+    assert prepare.tree_identity(rec, s) == first  # from the cache
+    st = f.stat()
+    time.sleep(0.05)  # let the coarse file-system clock tick
+    f.write_text("bbbb\n")  # same size
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: ctime still moves
+    assert prepare.tree_identity(rec, s) != first
+
+
+def test_missing_override_dir_is_a_config_error(env: Env) -> None:
+    env.add_recipe("newlib")
+    env.overrides["newlib"] = env.root / "nope"
+    with pytest.raises(ConfigError, match="overrides.newlib"):
+        prepare.tree_identity(env.recipe("newlib"), env.settings())
+
+
+def test_patches_change_identity_of_only_their_recipe(env: Env) -> None:
+    base = {"f.c": lines(10)}
+    env.add_recipe("a", override_files=base)
+    env.add_recipe("b", override_files=base)
+    s = env.settings()
+    ids = {n: prepare.tree_identity(env.recipe(n), s) for n in "ab"}
+    p1 = env.patch("a", "0001-one.patch", base, {"f.c": lines(10).replace("line 2", "LINE 2")})
+    after_add = {n: prepare.tree_identity(env.recipe(n), s) for n in "ab"}
+    assert after_add["a"] != ids["a"] and after_add["b"] == ids["b"]
+    p1.write_text(p1.read_text().replace("Why: testing", "Why: testing more"))
+    after_change = {n: prepare.tree_identity(env.recipe(n), s) for n in "ab"}
+    assert after_change["a"] not in (ids["a"], after_add["a"]) and after_change["b"] == ids["b"]
+    p1.unlink()
+    assert {n: prepare.tree_identity(env.recipe(n), s) for n in "ab"} == ids
+    # the syscall digest is part of the identity
+    assert prepare.tree_identity(env.recipe("a"), s, "d1") != ids["a"]
+    assert prepare.tree_identity(env.recipe("a"), s, "d1") != prepare.tree_identity(
+        env.recipe("a"), s, "d2")
+
+
+def test_pins_make_the_identity(env: Env) -> None:
+    env.add_recipe("a")
+    s = env.settings()
+    one = prepare.tree_identity(env.recipe("a"), s)
+    (env.root / "recipes/a.yaml").write_text(recipe_yaml("a").replace(FAKE_SHA, "cd" * 32))
+    assert prepare.tree_identity(env.recipe("a"), s) != one
+    # a different URL with the same pin is the same tree
+    (env.root / "recipes/a.yaml").write_text(recipe_yaml("a").replace("example.invalid",
+                                                                      "mirror.invalid"))
+    assert prepare.tree_identity(env.recipe("a"), s) == one
+
+
+def test_patch_series_and_generate_hook(env: Env) -> None:
+    base = {"f.c": lines(10)}
+    step1 = {"f.c": lines(10).replace("line 2", "LINE 2")}
+    step2 = {"f.c": step1["f.c"].replace("LINE 2", "LINE TWO"), "new.h": "#define X 1\n"}
+    env.add_recipe("a", override_files=base)
+    env.patch("a", "0001-one.patch", base, step1)
+    env.patch("a", "0002-two.patch", step1, step2)
+    s, rec = env.settings(), env.recipe("a")
+    seen: list[Path] = []
+
+    def generate(tree: Path) -> None:
+        assert (tree / "f.c").read_text() == step2["f.c"]  # after the patches
+        assert tree != s.src_dir / "a" and tree.parent == s.src_dir  # temp dir beside the target
+        seen.append(tree)
+        (tree / "generated.c").write_text("/* generated */\n")
+
+    tree = prepare.prepare_tree(rec, s, generate, syscall_digest="dig")
+    assert seen and not seen[0].exists()
+    assert (tree / "f.c").read_text() == step2["f.c"]
+    assert (tree / "new.h").exists() and (tree / "generated.c").exists()
+    assert prepare.is_prepared(rec, s, "dig") and not prepare.is_prepared(rec, s, "")
+    stamp = json.loads((s.stamps_dir / "prepare/a.json").read_text())
+    assert [p["name"] for p in stamp["patches"]] == ["0001-one.patch", "0002-two.patch"]
+    # prepared already: a second call returns at once without calling the hook
+    prepare.prepare_tree(rec, s, lambda t: pytest.fail("hook called again"), syscall_digest="dig")
+
+
+def test_failed_prepare_keeps_old_tree_and_leaves_nothing(env: Env) -> None:
+    base = {"f.c": lines(10), "sub/g.c": "g\n"}
+    env.add_recipe("a", override_files=base)
+    s = env.settings()
+    tree = prepare.prepare_tree(env.recipe("a"), s)
+    stamp_file = s.stamps_dir / "prepare/a.json"
+    old_tree, old_stamp = snapshot(tree), stamp_file.read_bytes()
+
+    # a patch that does not fit
+    env.patch("a", "0001-bad.patch", {"f.c": lines(10, "other")}, {"f.c": lines(10, "OTHER")})
+    with pytest.raises(PatchError) as err:
+        prepare.prepare_tree(env.recipe("a"), s)
+    assert "0001-bad.patch" in str(err.value) and err.value.target == "f.c"
+    assert snapshot(tree) == old_tree and stamp_file.read_bytes() == old_stamp
+    assert leftovers(s) == []
+    assert not prepare.is_prepared(env.recipe("a"), s)
+    shutil.rmtree(env.root / "patches/a")
+
+    # a generate hook that fails (any exception)
+    (env.overrides["a"] / "f.c").write_text("changed\n")
+
+    def boom(tree: Path) -> None:
+        (tree / "half-written").write_text("x")
+        raise HermitBuildError("generator failed", "test", "none")
+
+    with pytest.raises(HermitBuildError, match="generator failed"):
+        prepare.prepare_tree(env.recipe("a"), s, boom)
+    with pytest.raises(KeyboardInterrupt):
+        prepare.prepare_tree(env.recipe("a"), s, lambda t: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert snapshot(tree) == old_tree and stamp_file.read_bytes() == old_stamp
+    assert leftovers(s) == []
+
+    # a leftover from a killed run is cleaned up by the next prepare
+    (s.src_dir / ".a.new-killed").mkdir()
+    (s.src_dir / ".a.new-killed/x").write_text("x")
+    prepare.prepare_tree(env.recipe("a"), s)
+    assert (tree / "f.c").read_text() == "changed\n"
+    assert leftovers(s) == []
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_incremental_keeps_mtimes_of_unchanged_files(env: Env, incremental: bool) -> None:
+    files = {f"src/f{i}.c": f"int f{i};\n" for i in range(20)}
+    env.add_recipe("newlib", override_files=files,
+                   extra="incremental: true\n" if incremental else "")
+    s, rec = env.settings(), env.recipe("newlib")
+    tree = prepare.prepare_tree(rec, s)
+    old = 1_500_000_000 * 10**9
+    for rel in files:  # pretend the tree is old and a build happened after it
+        os.utime(tree / rel, ns=(old, old))
+    (env.overrides["newlib"] / "src/f3.c").write_text("int f3 = 3;\n")
+    (env.overrides["newlib"] / "src/added.c").write_text("int added;\n")
+    prepare.prepare_tree(env.recipe("newlib"), s)
+    mtimes = {rel: (tree / rel).stat().st_mtime_ns for rel in files}
+    if incremental:
+        assert all(m == old for rel, m in mtimes.items() if rel != "src/f3.c")
+        assert mtimes["src/f3.c"] > old
+        assert (tree / "src/added.c").stat().st_mtime_ns > old
+        stamp = json.loads((s.stamps_dir / "prepare/newlib.json").read_text())
+        assert stamp["incremental"] == {"kept": 19, "changed": 2}
+    else:
+        assert all(m != old for m in mtimes.values())
+    assert (tree / "src/f3.c").read_text() == "int f3 = 3;\n"
+
+
+def test_tree_from_shares_the_owner_tree(env: Env) -> None:
+    env.add_recipe("hermit-bootstrap", override_files={"CMakeLists.txt": "project(x)\n"})
+    (env.root / "recipes/hermit.yaml").write_text(
+        "name: hermit\nversion: \"1\"\ndescription: borrower\ntree_from: hermit-bootstrap\n"
+        "steps:\n  - name: build\n    make: [all]\n")
+    s = env.settings()
+    hermit = env.recipe("hermit")
+    assert prepare.tree_path(hermit, s) == s.src_dir / "hermit-bootstrap"
+    assert prepare.tree_identity(hermit, s) == prepare.tree_identity(env.recipe("hermit-bootstrap"), s)
+    tree = prepare.prepare_tree(hermit, s)
+    assert tree == s.src_dir / "hermit-bootstrap" and (tree / "CMakeLists.txt").exists()
+    assert prepare.is_prepared(hermit, s) and prepare.is_prepared(env.recipe("hermit-bootstrap"), s)
+    assert not (s.src_dir / "hermit").exists()
+
+
+def test_deleted_tree_is_not_prepared(env: Env) -> None:
+    env.add_recipe("a", override_files={"x": "1\n"})
+    s, rec = env.settings(), env.recipe("a")
+    tree = prepare.prepare_tree(rec, s)
+    shutil.rmtree(tree)
+    assert not prepare.is_prepared(rec, s)
+    prepare.prepare_tree(rec, s)
+    assert prepare.is_prepared(rec, s)
