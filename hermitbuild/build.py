@@ -1,0 +1,493 @@
+"""Building one recipe: cache lookup, steps in containers with resume, install into the prefix.
+
+Contract:
+- :func:`build_recipe` ``(name, recipes, settings, *, push=True)``: the whole flow
+  for one recipe whose dependencies are installed already (``doit build:<name>``
+  depends on ``build:<dep>``; :func:`build_all` builds a closure in order):
+
+  1. key = :func:`hermitbuild.cache.compute_key` (tree identity from
+     :func:`hermitbuild.plan.tree_id`, image identity from
+     :func:`hermitbuild.container.image_hash`);
+  2. the install stamp ``<stamps>/install/<name>.json`` holds this key and its
+     files are in the install root -> nothing to do;
+  3. the local cache (then the remote) has the key -> verified restore into the
+     install root (``settings.prefix``, or ``settings.tools`` for
+     ``install_root: tools``), install stamp, done;
+  4. otherwise: prepare the tree if needed (:func:`hermitbuild.plan.ensure_prepared`),
+     then run the steps one by one, each in a fresh container
+     (:func:`hermitbuild.container.run_in_container`), then pack
+     ``<stage>/<install root>`` (:func:`hermitbuild.cache.pack_artifact`), store it
+     locally, push it when ``push`` and the remote is read-write, restore it into the
+     install root and write the install stamp.
+
+- Directories: the prepared tree ``settings.src_dir/<tree owner>`` is ``{src}``,
+  mounted read-only; ``{build}`` = ``<work>/<name>/build`` (an out-of-tree build
+  dir; for ``build_in_source`` recipes it is a private copy of the tree, made at
+  the start of the first step, and ``{src}`` points there too); ``{stage}`` =
+  ``<work>/<name>/stage`` is the DESTDIR of install steps.  ``<work>/<name>`` is
+  mounted read-write, the prefix and the tools prefix read-only (dependencies are
+  installed there; nothing but the final restore writes into them).  Every mount
+  has the same path inside and outside, so paths baked into binaries stay right.
+  Environment: ``LC_ALL=C``, ``HOME=/tmp``, ``SOURCE_DATE_EPOCH`` (the commit date
+  of the tree's git source, else the recipe's ``source_date_epoch``, else 0),
+  ``PATH={prefix}/bin:{tools}/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin``
+  (a recipe or step ``env`` may override it), then the recipe's and the step's env.
+  Network off; the invoking user's uid:gid.  ``{jobs}`` = ``settings.parallel_jobs``.
+
+- Logs and console: every step writes ``<logs>/<name>/<step>.log`` (started
+  afresh by every attempt of the step); :func:`progress` prints one line per step:
+  ``[k/n] name:step done in 12.3s`` (or ``... already done``).  A failing step
+  raises :class:`~hermitbuild.errors.BuildError` with the recipe, step, exact
+  command, log path and the last 40 lines of its output.
+
+- Resume (step stamps ``<stamps>/steps/<name>/<step>.json`` hold the key and the
+  step index; ``running.json`` marks the step in progress):
+
+  * a finished step whose stamp holds the current key is not redone;
+  * a step that did not finish (Ctrl-C, killed container, failure: its
+    ``running`` marker is still there) is redone.  If it is configure-like (kind
+    ``configure`` or ``cmake``, or the first step) the build directory and the
+    stage are wiped and the build restarts from step 1 (a half-run configure
+    leaves a build directory that cannot be trusted).  A later step (``make``,
+    ``install``, ``run``) is re-run in the same build directory: make is
+    restartable and finished steps before it stay done;
+  * stamps from another key (the recipe, its tree, image or dependencies
+    changed) wipe the build directory and stage and restart from step 1 -
+    except for ``incremental`` recipes built out of tree when only their own
+    tree changed (the key computed with this recipe's tree left out is
+    unchanged): then the build directory is kept, configure-like steps are
+    skipped and the others re-run, so make rebuilds only what changed (the
+    prepared tree keeps unchanged files' mtimes);
+  * a build directory that disappeared invalidates all stamps.
+
+- Concurrency: one build of a recipe at a time (``flock`` on
+  ``<stamps>/steps/<name>/.lock``); different recipes may build in parallel
+  (``doit -n N``): they share nothing but the read-only prefix, the lock-protected
+  cache and the final per-file atomic restore.
+- :func:`is_installed` is cheap (file reads; no runtime, git or network call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from . import container
+from .errors import BuildError, ConfigError, HermitBuildError
+from .recipe import Recipe, RecipeSet, Step
+from .settings import Settings
+from .yamlutil import write_atomic
+
+logger = logging.getLogger(__name__)
+
+TAIL_LINES = 40
+CONFIGURE_KINDS = ("configure", "cmake")
+DEFAULT_PATH = "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def progress(message: str) -> None:
+    """The console progress line (one per step); the only console output of a build."""
+    print(message, flush=True)
+
+
+# --------------------------------------------------------------------------- keys and paths
+
+def _tree_id_fn(recipes: RecipeSet, settings: Settings,
+                blank_owner: str | None = None) -> Callable[[Recipe], str]:
+    from . import plan
+
+    memo: dict[str, str] = {}
+
+    def tree_id(rec: Recipe) -> str:
+        if blank_owner is not None and rec.tree_owner == blank_owner:
+            return ""
+        if rec.name not in memo:
+            memo[rec.name] = plan.tree_id(rec, recipes, settings)
+        return memo[rec.name]
+
+    return tree_id
+
+
+def _image_id_fn(settings: Settings) -> Callable[[str], str]:
+    return lambda image: container.image_hash(image, settings)
+
+
+def recipe_key(name: str, recipes: RecipeSet, settings: Settings) -> tuple[str, dict]:
+    """(key, inputs) of a recipe, exactly as the cache computes it."""
+    from . import cache
+
+    return cache.compute_key(recipes[name], recipes, settings, tree_id=_tree_id_fn(recipes, settings),
+                             image_id=_image_id_fn(settings))
+
+
+def definition_key(name: str, recipes: RecipeSet, settings: Settings) -> str:
+    """The key with this recipe's own tree left out (for incremental rebuilds)."""
+    from . import cache
+
+    rec = recipes[name]
+    return cache.compute_key(rec, recipes, settings,
+                             tree_id=_tree_id_fn(recipes, settings, blank_owner=rec.tree_owner),
+                             image_id=_image_id_fn(settings))[0]
+
+
+def install_root(recipe: Recipe, settings: Settings) -> Path:
+    """Where a recipe's files are installed: the prefix or the tools prefix."""
+    return settings.tools if recipe.install_root == "tools" else settings.prefix
+
+
+def work_dir(name: str, settings: Settings) -> Path:
+    return settings.work_dir / name
+
+
+def build_dir(name: str, settings: Settings) -> Path:
+    return work_dir(name, settings) / "build"
+
+
+def stage_dir(name: str, settings: Settings) -> Path:
+    return work_dir(name, settings) / "stage"
+
+
+def step_log(name: str, step: str, settings: Settings) -> Path:
+    """``<logs>/<recipe>/<step>.log``."""
+    return settings.logs_dir / name / f"{step}.log"
+
+
+def _steps_dir(name: str, settings: Settings) -> Path:
+    return settings.stamps_dir / "steps" / name
+
+
+def _install_stamp(name: str, settings: Settings) -> Path:
+    return settings.stamps_dir / "install" / f"{name}.json"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+# --------------------------------------------------------------------------- installed?
+
+def _stamp_current(name: str, key: str, settings: Settings, recipe: Recipe) -> bool:
+    stamp = _read_json(_install_stamp(name, settings))
+    if not stamp or stamp.get("key") != key:
+        return False
+    root = install_root(recipe, settings)
+    if stamp.get("root") != str(root):
+        return False
+    return all(os.path.lexists(root / rel) for rel in stamp.get("files", []))
+
+
+def is_installed(name: str, recipes: RecipeSet, settings: Settings) -> bool:
+    """Whether the install stamp holds the current key and its files are in the install root."""
+    key, _ = recipe_key(name, recipes, settings)
+    return _stamp_current(name, key, settings, recipes[name])
+
+
+# --------------------------------------------------------------------------- helpers
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _ensure_dir(path: Path, setting: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}",
+                          f"create it and make it writable for you (e.g. `sudo mkdir -p {path} && "
+                          f"sudo chown $(id -u):$(id -g) {path}`) or choose another {setting}",
+                          field=setting) from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"{path} is not writable",
+                          f"`sudo chown $(id -u):$(id -g) {path}` or choose another {setting}",
+                          field=setting)
+
+
+def _rmtree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def source_date_epoch(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> int:
+    """Commit date of the tree's first git source, else the recipe's source_date_epoch, else 0."""
+    owner = recipes[recipe.tree_owner]
+    for src in owner.sources:
+        if src.kind == "git" and owner.name not in settings.overrides:
+            from . import fetch
+
+            date = fetch.commit_date(src, settings)
+            if date is not None:
+                return int(date)
+            break
+    for rec in (recipe, owner):
+        if rec.source_date_epoch is not None:
+            return rec.source_date_epoch
+    return 0
+
+
+def placeholders(recipe: Recipe, settings: Settings, src: Path) -> dict[str, str]:
+    """The values of the recipe placeholders for a build of ``recipe`` from tree ``src``."""
+    build = build_dir(recipe.name, settings)
+    return {
+        "prefix": str(settings.prefix),
+        "tools": str(settings.tools),
+        "install": str(install_root(recipe, settings)),
+        "target": settings.target,
+        "src": str(build if recipe.build_in_source else src),
+        "build": str(build),
+        "stage": str(stage_dir(recipe.name, settings)),
+        "jobs": str(settings.parallel_jobs),
+        "name": recipe.name,
+        "version": recipe.version,
+        "hermit_languages": ";".join(settings.hermit_languages),
+    }
+
+
+def step_environment(recipe: Recipe, step: Step, settings: Settings, ctx: Mapping[str, str],
+                     epoch: int) -> dict[str, str]:
+    env = {"PATH": f"{settings.prefix}/bin:{settings.tools}/bin:{DEFAULT_PATH}",
+           "SOURCE_DATE_EPOCH": str(epoch)}
+    env.update(recipe.environment(ctx))
+    env.update(step.environment(ctx))
+    return env
+
+
+def mounts_for(recipe: Recipe, settings: Settings, src: Path) -> list[tuple[Path, bool]]:
+    mounts: list[tuple[Path, bool]] = []
+    if not recipe.build_in_source:
+        mounts.append((src, False))
+    mounts.append((work_dir(recipe.name, settings), True))
+    mounts.append((settings.prefix, False))
+    tools = settings.tools
+    if tools != settings.prefix and not str(tools).startswith(str(settings.prefix).rstrip("/") + "/"):
+        mounts.append((tools, False))
+    return mounts
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    """A private copy of a prepared tree (symlinks kept, mtimes preserved)."""
+    tmp = dest.with_name(dest.name + ".copying")
+    _rmtree(tmp)
+    shutil.copytree(src, tmp, symlinks=True)
+    _rmtree(dest)
+    os.replace(tmp, dest)
+
+
+# --------------------------------------------------------------------------- steps
+
+def _plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str) -> list[bool]:
+    """Which steps are done already; wipes the build dir when it cannot be trusted."""
+    sdir = _steps_dir(recipe.name, settings)
+    build = build_dir(recipe.name, settings)
+    stamps = [_read_json(sdir / f"{s.name}.json") for s in recipe.steps]
+    running = _read_json(sdir / "running.json")
+    any_state = any(stamps) or running is not None
+    reset = False
+    skip_configure = False
+    if any_state and not build.is_dir():
+        reset = True
+        logger.info("%s: build directory %s is gone; starting from the first step", recipe.name, build)
+    foreign = [s for s in stamps if s and s.get("key") != key]
+    if running is not None and running.get("key") != key:
+        foreign.append(running)
+    if not reset and foreign:
+        same_definition = all(s.get("defkey") == defkey for s in foreign)
+        if recipe.incremental and not recipe.build_in_source and same_definition and running is None:
+            skip_configure = True
+            logger.info("%s: only the source tree changed; incremental rebuild in %s", recipe.name, build)
+        else:
+            reset = True
+            logger.info("%s: inputs changed; starting from a clean build directory", recipe.name)
+    if not reset and running is not None and running.get("key") == key:
+        idx = running.get("index", 0)
+        step = recipe.steps[idx] if isinstance(idx, int) and 0 <= idx < len(recipe.steps) else None
+        if step is None or idx == 0 or step.kind in CONFIGURE_KINDS:
+            reset = True
+            logger.info("%s: step '%s' did not finish; redoing from a clean build directory",
+                        recipe.name, running.get("step"))
+    if reset or skip_configure:
+        for s in recipe.steps:
+            (sdir / f"{s.name}.json").unlink(missing_ok=True)
+        (sdir / "running.json").unlink(missing_ok=True)
+        _rmtree(stage_dir(recipe.name, settings))
+        if reset:
+            _rmtree(build)
+        if skip_configure:
+            done = [s.kind in CONFIGURE_KINDS for s in recipe.steps]
+            for s, d in zip(recipe.steps, done):
+                if d:
+                    _write_json(sdir / f"{s.name}.json", {"key": key, "defkey": defkey, "step": s.name,
+                                                          "index": recipe.steps.index(s),
+                                                          "incremental": True})
+            return done
+        return [False] * len(recipe.steps)
+    done = [bool(s and s.get("key") == key) for s in stamps]
+    # once a step has to run, every later step runs too
+    first = next((i for i, d in enumerate(done) if not d), len(done))
+    return [i < first for i in range(len(done))]
+
+
+def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, defkey: str,
+              src: Path) -> None:
+    """Run the recipe's steps that are not done yet (see the module docstring)."""
+    name = recipe.name
+    sdir = _steps_dir(name, settings)
+    build = build_dir(name, settings)
+    done = _plan_steps(recipe, settings, key, defkey)
+    n = len(recipe.steps)
+    if all(done) and build.is_dir():
+        return
+    ctx = placeholders(recipe, settings, src)
+    epoch = source_date_epoch(recipe, recipes, settings)
+    mounts = mounts_for(recipe, settings, src)
+    for i, step in enumerate(recipe.steps):
+        label = f"[{i + 1}/{n}] {name}:{step.name}"
+        if done[i]:
+            progress(f"{label} already done")
+            continue
+        _write_json(sdir / "running.json", {"key": key, "defkey": defkey, "step": step.name, "index": i})
+        if i == 0 or not build.is_dir():
+            if recipe.build_in_source:
+                _copy_tree(src, build)
+            build.mkdir(parents=True, exist_ok=True)
+        stage_dir(name, settings).mkdir(parents=True, exist_ok=True)
+        argv = step.argv(ctx)
+        env = step_environment(recipe, step, settings, ctx, epoch)
+        cwd = Path(ctx["build"] if step.cwd == "build" else ctx["src"])
+        log = step_log(name, step.name, settings)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("", encoding="utf-8")
+        start = time.monotonic()
+        result = container.run_in_container(recipe.image, argv, settings, cwd=cwd, mounts=mounts, env=env,
+                                            log_path=log, check=False, label=f"{name}-{step.name}")
+        seconds = time.monotonic() - start
+        if result.returncode != 0:
+            progress(f"{label} FAILED after {seconds:.1f}s (log: {log})")
+            raise BuildError(name, step.name, argv, log, result.tail, result.returncode)
+        _write_json(sdir / f"{step.name}.json", {"key": key, "defkey": defkey, "step": step.name,
+                                                 "index": i, "seconds": round(seconds, 3)})
+        progress(f"{label} done in {seconds:.1f}s")
+    (sdir / "running.json").unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- the flow
+
+def _write_install_stamp(recipe: Recipe, settings: Settings, key: str, files: Sequence[str],
+                         how: str) -> None:
+    _write_json(_install_stamp(recipe.name, settings), {
+        "key": key, "recipe": recipe.name, "version": recipe.version,
+        "root": str(install_root(recipe, settings)), "files": sorted(files), "how": how,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def _check_deps(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> None:
+    for dep in recipe.depends:
+        if not is_installed(dep, recipes, settings):
+            raise HermitBuildError(
+                f"cannot build '{recipe.name}': its dependency '{dep}' is not installed (or is outdated)",
+                f"{recipe.name} builds against {dep} installed in "
+                f"{install_root(recipes[dep], settings)}",
+                f"run `doit build:{recipe.name}` (doit builds the dependencies first) or "
+                "`doit toolchain`")
+
+
+def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: bool = True) -> None:
+    """Build (or restore from the cache) and install one recipe; see the module docstring."""
+    from . import cache, plan
+
+    recipe = recipes[name]
+    key, inputs = recipe_key(name, recipes, settings)
+    if _stamp_current(name, key, settings, recipe):
+        logger.info("%s: installed and up to date (key %s)", name, key[:12])
+        return
+    root = install_root(recipe, settings)
+    _ensure_dir(settings.prefix, "prefix")
+    _ensure_dir(root, "tools_prefix" if recipe.install_root == "tools" else "prefix")
+    with _lock(_steps_dir(name, settings) / ".lock"):
+        if _stamp_current(name, key, settings, recipe):  # a concurrent run did it
+            return
+        _check_deps(recipe, recipes, settings)
+        local, remote = cache.open_caches(settings)
+        start = time.monotonic()
+        files = cache.install_from_cache(key, root, local, remote)
+        if files is not None:
+            _write_install_stamp(recipe, settings, key, files, "cache")
+            progress(f"{name}: restored from the artifact cache ({key[:12]}) "
+                     f"in {time.monotonic() - start:.1f}s")
+            return
+        src = plan.ensure_prepared(recipe, recipes, settings)
+        defkey = definition_key(name, recipes, settings)
+        run_steps(recipe, recipes, settings, key=key, defkey=defkey, src=Path(src))
+        staged = stage_dir(name, settings) / str(root).lstrip("/")
+        if not staged.is_dir():
+            raise BuildError(name, recipe.steps[-1].name, recipe.steps[-1].argv(
+                placeholders(recipe, settings, Path(src))),
+                step_log(name, recipe.steps[-1].name, settings),
+                f"nothing was installed under {staged}\n(install steps must install with "
+                "DESTDIR={stage} into {install})", 0)
+        settings.build_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".artifact-{name}-", dir=settings.build_dir))
+        try:
+            artifact = cache.pack_artifact(staged, key, inputs, tmp / f"{key}.tar.gz")
+            stored = cache.publish(key, artifact, local, remote, push=push)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        files = cache.restore_artifact(stored, root, key)
+        _write_install_stamp(recipe, settings, key, files, "build")
+        progress(f"{name}: installed into {root} ({len(files)} entries)")
+
+
+def build_all(names: Sequence[str], recipes: RecipeSet, settings: Settings, *,
+              push: bool = True) -> None:
+    """Build ``names`` and everything they depend on, in dependency order (sequentially)."""
+    wanted: set[str] = set()
+    for n in names:
+        wanted.update(recipes.closure(n))
+    for n in recipes.order:
+        if n in wanted:
+            build_recipe(n, recipes, settings, push=push)
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - thin CLI
+    """``python -m hermitbuild.build RECIPE...``: build recipes (and their deps) without doit."""
+    from .cli import load_context, setup_logging
+    from .settings import load_settings
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    setup_logging()
+    try:
+        settings, recipes = load_context(load_settings())
+        build_all(args or list(recipes.order), recipes, settings)
+    except HermitBuildError as err:
+        print(err, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

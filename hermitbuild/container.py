@@ -1,0 +1,393 @@
+"""Container runtime: detection, build images, base image, one command in a fresh container.
+
+Contract:
+- :func:`detect_runtime` returns the path of the runtime binary: the ``runtime``
+  setting (``podman``/``docker``) or, for ``auto``, podman then docker found on
+  ``PATH``.  None found raises :class:`~hermitbuild.errors.ContainerError`
+  saying how to install one.
+- Images are ``containers/Containerfile.<image>`` (``ARG BASE_IMAGE`` +
+  ``FROM ${BASE_IMAGE}``).  :func:`image_hash` is a sha256 over the
+  Containerfile bytes, the base image name and every file the Containerfile
+  COPYs/ADDs (pure file reads, no runtime call); :func:`image_tag` is
+  ``localhost/hermitbuild-<image>:<hash[:16]>``.  So editing a Containerfile
+  (or choosing another base image) builds a new image, and nothing else does.
+- :func:`build_image` builds the image if it does not exist yet (one at a time
+  per image, under a file lock) with
+  ``<runtime> build --build-arg BASE_IMAGE=<base> -t <tag> -f <file> <containers dir>``,
+  logging to ``<logs>/containers/<image>.log``.  The ``--ulimit`` options of the
+  ``runtime_options`` setting are passed to ``build`` as well (the other options,
+  e.g. ``--runtime runc``, are ``run`` options).
+- :func:`make_base_image` creates the base image without any registry:
+  ``debootstrap --variant=minbase <suite>`` into a temporary directory under
+  the build dir (Debian mirror: the host's apt sources, else
+  ``http://deb.debian.org/debian``; suite: the base image's tag when it is a
+  Debian codename, else ``bookworm``), packed with tar and imported under the
+  ``base_image`` name.  Needs root (debootstrap does).
+- :func:`run_in_container` runs ``argv`` in a fresh ``--rm`` container:
+  network off unless asked, as the invoking user's uid:gid (podman rootless:
+  ``--userns=keep-id``), ``LC_ALL=C`` and ``HOME=/tmp`` plus the given
+  environment, every mount at the *same* path inside as outside (read-only or
+  read-write), ``-w cwd``, ``--init`` (signals reach the command), then the
+  ``runtime_options`` setting.  Output goes to ``log_path`` (via
+  :func:`hermitbuild.runner.run`).  On Ctrl-C or a timeout the container is
+  removed with ``rm -f`` so none is left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import secrets
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+from . import runner
+from .errors import CommandError, ContainerError
+from .runner import Completed
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RUNTIME_NAMES = ("podman", "docker")
+DEBIAN_CODENAMES = ("buster", "bullseye", "bookworm", "trixie", "forky", "sid")
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+INSTALL_HINT = ("install podman (Debian/Ubuntu: `sudo apt-get install podman runc uidmap slirp4netns`, "
+                "Fedora: `sudo dnf install podman`) or docker, or set `runtime:` in hermitbuild.yaml "
+                "(HERMITBUILD_RUNTIME) to the one you have")
+
+
+# --------------------------------------------------------------------------- runtime
+
+def detect_runtime(settings: Settings) -> str:
+    """Path of the container runtime to use (see the module docstring)."""
+    wanted = RUNTIME_NAMES if settings.runtime == "auto" else (settings.runtime,)
+    for name in wanted:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise ContainerError(
+        "no container runtime found" if settings.runtime == "auto"
+        else f"container runtime '{settings.runtime}' not found",
+        f"looked for {' and '.join(wanted)} on PATH (setting runtime: {settings.runtime}); every build "
+        "step runs in a container",
+        INSTALL_HINT)
+
+
+def runtime_kind(runtime: str) -> str:
+    """``podman`` or ``docker`` for a runtime path."""
+    return "docker" if Path(runtime).name.startswith("docker") else "podman"
+
+
+def build_options(settings: Settings) -> list[str]:
+    """The ``--ulimit`` options of ``runtime_options``, which ``build`` needs as much as ``run``."""
+    out: list[str] = []
+    opts = list(settings.runtime_options)
+    i = 0
+    while i < len(opts):
+        opt = opts[i]
+        if opt == "--ulimit" and i + 1 < len(opts):
+            out += [opt, opts[i + 1]]
+            i += 2
+            continue
+        if opt.startswith("--ulimit="):
+            out.append(opt)
+        i += 1
+    return out
+
+
+# --------------------------------------------------------------------------- images
+
+def containerfile(image: str, settings: Settings) -> Path:
+    """``containers/Containerfile.<image>``; ContainerError when it does not exist."""
+    path = settings.containers_dir / f"Containerfile.{image}"
+    if not path.is_file():
+        known = sorted(p.name.split(".", 1)[1] for p in settings.containers_dir.glob("Containerfile.*"))
+        raise ContainerError(
+            f"no build image '{image}'",
+            f"{path} does not exist (known images: {', '.join(known) or 'none'})",
+            f"create {path} or set the recipe's `image:` to one of the known images",
+            image=image, path=str(path))
+    return path
+
+
+_COPY_RE = re.compile(r"^\s*(COPY|ADD)\s+(.*)$", re.IGNORECASE)
+
+
+def _copied_files(text: str, context: Path) -> list[Path]:
+    """Local files a Containerfile COPYs/ADDs (sources only; ``--from=`` copies are skipped)."""
+    files: list[Path] = []
+    joined = re.sub(r"\\\n", " ", text)
+    for line in joined.splitlines():
+        m = _COPY_RE.match(line)
+        if not m:
+            continue
+        rest = m.group(2).strip()
+        if rest.startswith("["):
+            import json
+
+            try:
+                parts = [str(p) for p in json.loads(rest)]
+            except ValueError:
+                parts = shlex.split(rest)
+        else:
+            parts = shlex.split(rest)
+        if any(p.startswith("--from") for p in parts):
+            continue
+        sources = [p for p in parts if not p.startswith("--")][:-1]
+        for src in sources:
+            if "://" in src:
+                continue
+            matches = sorted(context.glob(src)) if any(c in src for c in "*?[") else [context / src]
+            for path in matches:
+                if path.is_dir():
+                    files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+                elif path.is_file():
+                    files.append(path)
+    return files
+
+
+def image_hash(image: str, settings: Settings) -> str:
+    """sha256 hex of the Containerfile, the base image name and the files it copies."""
+    path = containerfile(image, settings)
+    data = path.read_bytes()
+    h = hashlib.sha256()
+    h.update(b"containerfile\0" + data + b"\0")
+    h.update(b"base\0" + settings.base_image.encode() + b"\0")
+    context = settings.containers_dir
+    for f in _copied_files(data.decode("utf-8", "replace"), context):
+        rel = os.path.relpath(f, context)
+        h.update(b"file\0" + rel.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def image_tag(image: str, settings: Settings) -> str:
+    """``localhost/hermitbuild-<image>:<image_hash[:16]>``."""
+    return f"localhost/hermitbuild-{image}:{image_hash(image, settings)[:16]}"
+
+
+def _exists(ref: str, settings: Settings) -> bool:
+    rt = detect_runtime(settings)
+    if runtime_kind(rt) == "podman":
+        argv = [rt, "image", "exists", ref]
+    else:
+        argv = [rt, "image", "inspect", "--format", "{{.Id}}", ref]
+    return runner.run(argv, check=False, capture=True).returncode == 0
+
+
+def image_exists(image: str, settings: Settings) -> bool:
+    """Whether the build image for the current Containerfile exists (one runtime call)."""
+    return _exists(image_tag(image, settings), settings)
+
+
+def base_image_exists(settings: Settings) -> bool:
+    """Whether ``settings.base_image`` exists locally (one runtime call)."""
+    return _exists(settings.base_image, settings)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build_image(image: str, settings: Settings) -> str:
+    """Build the image unless it exists; return its tag."""
+    tag = image_tag(image, settings)
+    rt = detect_runtime(settings)
+    with _lock(settings.stamps_dir / "images" / f"{image}.lock"):
+        if _exists(tag, settings):
+            return tag
+        path = containerfile(image, settings)
+        log = settings.logs_dir / "containers" / f"{image}.log"
+        logger.info("building image %s (%s), log: %s", tag, path.name, log)
+        argv = [rt, "build", *build_options(settings), "--build-arg", f"BASE_IMAGE={settings.base_image}",
+                "-t", tag, "-f", str(path), str(settings.containers_dir)]
+        try:
+            runner.run(argv, log_path=log)
+        except CommandError as err:
+            base_hint = ""
+            try:
+                if not base_image_exists(settings):
+                    base_hint = (f"; the base image {settings.base_image} is not available locally: "
+                                 "create it with `doit base_image` (debootstrap, no registry needed)")
+            except ContainerError:
+                pass
+            raise ContainerError(
+                f"could not build image '{image}' ({tag})",
+                f"{err.why}",
+                f"read {log}, fix containers/{path.name}{base_hint}, and re-run",
+                image=image, tag=tag, log_path=str(log)) from None
+        return tag
+
+
+def ensure_image(image: str, settings: Settings) -> str:
+    """The tag of an existing image, built first when missing."""
+    tag = image_tag(image, settings)
+    if _exists(tag, settings):
+        return tag
+    return build_image(image, settings)
+
+
+# --------------------------------------------------------------------------- base image
+
+def _suite(base_image: str) -> str:
+    tag = base_image.rsplit("/", 1)[-1].partition(":")[2]
+    for codename in DEBIAN_CODENAMES:
+        if tag == codename or tag.startswith(codename + "-"):
+            return codename
+    return "bookworm"
+
+
+def host_debian_mirror(sources: Sequence[Path] = (Path("/etc/apt/sources.list"),
+                                                  Path("/etc/apt/sources.list.d"))) -> str:
+    """The first Debian (non-security) mirror URL of the host's apt sources, else deb.debian.org."""
+    files: list[Path] = []
+    for src in sources:
+        if src.is_dir():
+            files += sorted(p for p in src.iterdir() if p.suffix in (".list", ".sources"))
+        elif src.is_file():
+            files.append(src)
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            line = line.strip()
+            m = re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+            url = m.group(1) if m else None
+            if url is None:
+                m = re.match(r"^URIs:\s*(\S+)", line)
+                url = m.group(1) if m else None
+            if url and url.startswith(("http://", "https://")) and "security" not in url \
+                    and url.rstrip("/").endswith("/debian"):
+                return url
+    return DEFAULT_MIRROR
+
+
+def make_base_image(settings: Settings) -> str:
+    """Create ``settings.base_image`` locally with debootstrap + import; return its name."""
+    rt = detect_runtime(settings)
+    name = settings.base_image
+    debootstrap = shutil.which("debootstrap") or (
+        "/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
+    if debootstrap is None:
+        raise ContainerError("cannot create the base image: debootstrap is not installed",
+                             "the base image is made from Debian packages with debootstrap",
+                             "install it (`sudo apt-get install debootstrap`) and re-run `doit base_image`")
+    if os.geteuid() != 0:
+        raise ContainerError("cannot create the base image as a normal user",
+                             "debootstrap needs root to create device nodes and set file owners",
+                             "run `sudo -E doit base_image` once (or import a Debian image another way "
+                             f"under the name {name})")
+    suite = _suite(name)
+    mirror = host_debian_mirror()
+    log = settings.logs_dir / "containers" / "base_image.log"
+    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".base-image-", dir=settings.build_dir))
+    try:
+        root = tmp / "root"
+        logger.info("creating base image %s: debootstrap %s from %s (log: %s)", name, suite, mirror, log)
+        try:
+            runner.run([debootstrap, "--variant=minbase", suite, str(root), mirror], log_path=log)
+            tarball = tmp / "root.tar"
+            runner.run(["tar", "--numeric-owner", "-C", str(root), "-c", "-f", str(tarball), "."],
+                       log_path=log)
+            runner.run([rt, "import", "--change", 'CMD ["/bin/bash"]', str(tarball), name], log_path=log)
+        except CommandError as err:
+            raise ContainerError(f"could not create the base image {name}", err.why,
+                                 f"read {log}; check the Debian mirror {mirror} is reachable "
+                                 "(or set a mirror in the host's apt sources) and re-run `doit base_image`",
+                                 log_path=str(log)) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return name
+
+
+# --------------------------------------------------------------------------- running
+
+def _container_name(label: str) -> str:
+    safe = re.sub(r"[^a-zA-Z0-9_.-]+", "-", label).strip("-.")[:60]
+    return f"hermitbuild-{safe + '-' if safe else ''}{secrets.token_hex(4)}"
+
+
+def run_argv(tag: str, argv: Sequence[str], settings: Settings, *, runtime: str, cwd: Path,
+             mounts: Sequence[tuple[Path, bool]], env: Mapping[str, str], network: bool,
+             user: tuple[int, int] | None, name: str) -> list[str]:
+    """The full ``<runtime> run ...`` command line (see the module docstring)."""
+    uid, gid = user if user is not None else (os.getuid(), os.getgid())
+    cmd = [runtime, "run", "--rm", "--init", "--name", name]
+    if not network:
+        cmd.append("--network=none")
+    cmd += ["--user", f"{uid}:{gid}"]
+    if runtime_kind(runtime) == "podman" and os.getuid() != 0 and user is None:
+        cmd.append("--userns=keep-id")
+    base_env = {"LC_ALL": "C", "HOME": "/tmp"}
+    for key, value in {**base_env, **env}.items():
+        cmd += ["-e", f"{key}={value}"]
+    seen: set[str] = set()
+    for path, writable in mounts:
+        p = str(Path(path))
+        if p in seen:
+            continue
+        seen.add(p)
+        cmd += ["-v", f"{p}:{p}:{'rw' if writable else 'ro'}"]
+    cmd += ["-w", str(cwd)]
+    cmd += list(settings.runtime_options)
+    cmd.append(tag)
+    cmd += [str(a) for a in argv]
+    return cmd
+
+
+def remove_container(name: str, settings: Settings) -> None:
+    """Remove a container by name, killing it if it still runs (errors ignored)."""
+    rt = detect_runtime(settings)
+    argv = [rt, "rm", "-f", name] if runtime_kind(rt) == "docker" else [rt, "rm", "-f", "-t", "0", name]
+    try:
+        runner.run(argv, check=False, capture=True, timeout=60)
+    except CommandError:
+        pass
+
+
+def run_in_container(image: str, argv: Sequence[str], settings: Settings, *, cwd: Path,
+                     mounts: Sequence[tuple[Path, bool]], env: Mapping[str, str],
+                     log_path: Path | None, network: bool = False, echo: bool = False,
+                     timeout: float | None = None, check: bool = True,
+                     user: tuple[int, int] | None = None, label: str = "") -> Completed:
+    """Run ``argv`` in a fresh container of ``image`` (built first if missing).
+
+    ``check=True`` raises :class:`CommandError` on a non-zero exit (naming the
+    inner command); ``check=False`` returns the :class:`Completed` with its
+    return code.  ``user`` overrides the invoking user's (uid, gid).
+    """
+    rt = detect_runtime(settings)
+    tag = ensure_image(image, settings)
+    for path, _ in mounts:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    name = _container_name(label or image)
+    cmd = run_argv(tag, argv, settings, runtime=rt, cwd=Path(cwd), mounts=mounts, env=env,
+                   network=network, user=user, name=name)
+    try:
+        done = runner.run(cmd, log_path=log_path, echo=echo, check=False, timeout=timeout)
+    except KeyboardInterrupt:
+        remove_container(name, settings)
+        raise
+    except CommandError:  # timeout (or the runtime could not start)
+        remove_container(name, settings)
+        raise
+    if check and done.returncode != 0:
+        raise CommandError([str(a) for a in argv], done.returncode, cwd=cwd, log_path=log_path,
+                           tail=done.tail, why=f"exit status {done.returncode} in container {tag}")
+    return done
