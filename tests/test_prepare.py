@@ -35,11 +35,12 @@ class Env:
         (root / "patches").mkdir(exist_ok=True)
         self.overrides: dict[str, Path] = {}
         self.mirrors: tuple[str, ...] = ()
+        self.offline = False
 
     def settings(self) -> Settings:
         return Settings(root=self.root, prefix=self.root / "prefix", build_dir=self.root / "build",
                         cache_dir=self.root / "cache", overrides=dict(self.overrides),
-                        mirrors=self.mirrors, offline=False)
+                        mirrors=self.mirrors, offline=self.offline)
 
     def add_recipe(self, name: str, *, extra: str = "", source: str | None = None,
                    override_files: dict[str, str] | None = None) -> None:
@@ -282,3 +283,69 @@ def test_deleted_tree_is_not_prepared(env: Env) -> None:
     assert not prepare.is_prepared(rec, s)
     prepare.prepare_tree(rec, s)
     assert prepare.is_prepared(rec, s)
+
+
+# ---------------------------------------------------------------------- with the real fetch stage
+
+def test_tarball_from_local_mirror_offline(env: Env) -> None:
+    pytest.importorskip("hermitbuild.fetch")
+    import hashlib
+    import tarfile
+    pkg = env.root / "pkgsrc" / "pkg-1.0"
+    write_tree(pkg, {"configure": "#!/bin/sh\necho configured\n", "src/x.c": lines(12)})
+    (pkg / "configure").chmod(0o755)
+    mirror = env.root / "mirror"
+    mirror.mkdir()
+    tarball = mirror / "pkg-1.0.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(pkg, arcname="pkg-1.0")
+    sha = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    env.mirrors = (str(mirror),)
+    env.offline = True  # never the network: the mirror dir is local
+    source = f"  - tarball: https://ftp.invalid/gnu/pkg-1.0.tar.gz\n    sha256: {sha}\n"
+    env.add_recipe("pkg", source=source)
+    env.patch("pkg", "0001-fix.patch", {"src/x.c": lines(12)},
+              {"src/x.c": lines(12).replace("line 7", "line seven")})
+    s, rec = env.settings(), env.recipe("pkg")
+    tree = prepare.prepare_tree(rec, s)
+    assert os.access(tree / "configure", os.X_OK)
+    assert "line seven" in (tree / "src/x.c").read_text()
+    assert prepare.is_prepared(rec, s)
+    assert (s.downloads / "pkg-1.0.tar.gz").exists()
+    assert leftovers(s) == []
+
+
+def test_git_source_pin_change_and_incremental(env: Env) -> None:
+    pytest.importorskip("hermitbuild.fetch")
+    upstream = env.root / "libhermit"
+    write_tree(upstream, {f"kernel/k{i}.c": f"int k{i};\n" for i in range(10)})
+    git(upstream, "init", "-q")
+    git(upstream, "add", "-A")
+    git(upstream, "commit", "-q", "-m", "one")
+    first = git(upstream, "rev-parse", "HEAD").strip()
+    (upstream / "kernel/k4.c").write_text("int k4 = 4;\n")
+    git(upstream, "commit", "-q", "-am", "two")
+    second = git(upstream, "rev-parse", "HEAD").strip()
+    env.offline = True
+
+    def pin(commit: str) -> None:
+        env.add_recipe("hermit-bootstrap", extra="incremental: true\n",
+                       source=f"  - git: {upstream}\n    commit: {commit}\n    submodules: false\n")
+
+    pin(first)
+    s = env.settings()
+    tree = prepare.prepare_tree(env.recipe("hermit-bootstrap"), s)
+    assert (tree / "kernel/k4.c").read_text() == "int k4;\n"
+    assert not (tree / ".git").exists()
+    old = 1_400_000_000 * 10**9
+    for i in range(10):
+        os.utime(tree / f"kernel/k{i}.c", ns=(old, old))
+    ident = prepare.tree_identity(env.recipe("hermit-bootstrap"), s)
+    pin(second)
+    assert prepare.tree_identity(env.recipe("hermit-bootstrap"), s) != ident
+    assert not prepare.is_prepared(env.recipe("hermit-bootstrap"), s)
+    prepare.prepare_tree(env.recipe("hermit-bootstrap"), s)
+    assert (tree / "kernel/k4.c").read_text() == "int k4 = 4;\n"
+    assert (tree / "kernel/k4.c").stat().st_mtime_ns > old
+    assert all((tree / f"kernel/k{i}.c").stat().st_mtime_ns == old for i in range(10) if i != 4)
+    assert prepare.is_prepared(env.recipe("hermit-bootstrap"), s)
