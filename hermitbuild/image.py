@@ -300,8 +300,20 @@ def boot_kernel_check(kernel: Path, expect: str, timeout: float, modules: Sequen
 
 # ---- CLI --------------------------------------------------------------------------------------------
 
+HERMIT_BANNER = "This is Hermit"  # HermitCore's first kernel log line (kernel/main.c)
+
+
+def _default_expect(app: Path) -> str:
+    expected = (app if app.is_dir() else app.parent) / "expected.txt"
+    if expected.is_file():
+        lines = [ln.strip() for ln in expected.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        if lines:
+            return lines[0]
+    return HERMIT_BANNER
+
+
 def image_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence[str] = ()) -> Path:
-    """``doit image -- <app> [--name N --memory MB --vcpus N --cmdline S --check]``.
+    """``doit image -- <app> [--name N --memory MB --vcpus N --cmdline S --check --expect T]``.
 
     Compiles ``app`` if it is C source (with :func:`hermitbuild.qemu.compile_app`),
     makes ``<build>/images/<name>.iso`` with ``<prefix>/bin/ldhermit.elf`` and
@@ -321,11 +333,16 @@ def image_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence
                    help="multiboot loader (default <prefix>/bin/ldhermit.elf)")
     p.add_argument("--out-dir", type=Path, default=None, help="default <build_dir>/images")
     p.add_argument("--check", action="store_true", help="boot the ISO in qemu afterwards")
-    p.add_argument("--expect", default="", help="text the check waits for on the serial port")
+    p.add_argument("--expect", default="",
+                   help="text the check waits for on the serial port (default: the first line of "
+                   "the example's expected.txt, else HermitCore's boot banner 'This is Hermit')")
     p.add_argument("--timeout", type=float, default=120.0, help="boot check timeout in seconds")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="qemu accelerator for the check (default: KVM when usable)")
     ns = p.parse_args(list(argv))
 
     app = Path(ns.app).absolute()
+    expect = ns.expect or _default_expect(app)
     name = ns.name or (app.stem if app.suffix == ".c" else app.name)
     out_dir = (ns.out_dir or settings.build_dir / "images").absolute()
     if app.is_dir() or app.suffix == ".c":
@@ -338,7 +355,7 @@ def image_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence
                           out_dir / f"{name}.serial.log")
     print(f"bootable ISO: {iso}\nxl configuration: {cfg}  (start with: xl create -c {cfg})")
     if ns.check:
-        boot_iso_check(iso, ns.expect or "HermitCore", ns.timeout,
-                       serial_log=out_dir / f"{name}.qemu-serial.log")
-        print(f"boot check passed: {ns.expect or 'HermitCore'!r} appeared on the serial port")
+        boot_iso_check(iso, expect, ns.timeout, serial_log=out_dir / f"{name}.qemu-serial.log",
+                       accel=ns.accel)
+        print(f"boot check passed: {expect!r} appeared on the serial port")
     return iso

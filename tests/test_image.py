@@ -194,3 +194,21 @@ def test_boot_check_stops_qemu_once_the_text_appears(kernel: Path, tmp_path: Pat
     assert KERNEL_DONE in out
     assert any("stopped qemu" in r.getMessage() for r in caplog.records)
     assert not (tmp_path / "serial.log.pid").exists()
+
+
+@needs_qemu
+@needs_grub
+def test_image_main_compiles_packs_configures_and_checks(kernel: Path, tmp_path: Path, capsys) -> None:
+    # Host gcc stands in for the cross compiler; the test kernel stands in for ldhermit.elf.
+    from hermitbuild.image import image_main
+    from helpers_qemu import REPO, fake_toolchain
+
+    settings = fake_toolchain(tmp_path)
+    iso = image_main([str(REPO / "examples" / "hello"), "--loader", str(kernel), "--memory", "512",
+                      "--check", "--expect", "modules: 1", "--accel", "tcg"], settings)
+    assert iso == settings.build_dir.absolute() / "images" / "hello.iso" and iso.is_file()
+    cfg = (iso.parent / "hello.cfg").read_text()
+    assert 'name = "hello"' in cfg and "memory = 512" in cfg and f"target={iso}" in cfg
+    assert "boot check passed: 'modules: 1'" in capsys.readouterr().out
+    serial = (iso.parent / "hello.qemu-serial.log").read_bytes().decode("utf-8", "replace")
+    assert "module 0: hello | \x7fELF" in serial  # the compiled application, as a module
