@@ -278,3 +278,21 @@ def test_smoke_gate(make_settings) -> None:
     assert may_push(gated, ok) and not may_push(gated, bad) and not may_push(gated, None)
     assert may_push(make_settings(smoke_gate=False), None)
     assert not SmokeResult(()).passed  # nothing ran: not a pass
+
+
+def test_smoke_decides_from_the_table_names(tc, no_kvm: Path) -> None:
+    result = smoke(tc, examples_dir=EXAMPLES, available_syscalls=["my_syscall"], kvm_dev=no_kvm)
+    skipped = {e.name: e.skipped for e in result.examples}
+    assert "needs system calls rename;" in skipped["syscall-test"]
+    result = smoke(tc, examples_dir=EXAMPLES, available_syscalls=["rename", "my_syscall", "x"],
+                   kvm_dev=no_kvm, only=["syscall-test"])
+    assert [(e.name, e.passed, e.skipped) for e in result.examples] == [("syscall-test", True, "")]
+
+
+def test_smoke_main_prints_the_summary(tc, monkeypatch, capsys) -> None:
+    monkeypatch.setattr("hermitbuild.qemu.kvm_usable", lambda dev=None: False)
+    from hermitbuild.qemu import smoke_main
+    result = smoke_main(tc, available_syscalls=[], examples_dir=EXAMPLES)
+    out = capsys.readouterr().out
+    assert result.passed and out.startswith("smoke test passed")
+    assert "hello: ok" in out and "syscall-test: skipped" in out
