@@ -262,7 +262,7 @@ def _boot_check(qemu_args: Sequence[str], expect: str, timeout: float, *, what: 
 
 
 def boot_iso_check(iso: Path, expect: str, timeout: float, *, serial_log: Path | None = None,
-                   accel: str = "auto", memory: str = "256M") -> str:
+                   accel: str = "auto", memory: str = "1G") -> str:
     """Boot ``iso`` from a CD-ROM in qemu until ``expect`` appears on the serial port."""
     iso = Path(iso).absolute()
     if not iso.is_file():
