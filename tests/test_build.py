@@ -1,0 +1,366 @@
+"""Tests of hermitbuild.build.
+
+Fast unit tests of the resume decisions (step stamps, running marker, incremental),
+then the fixture recipe set (tests/fixtures/recipes: an autotools library from a
+tarball on a local HTTP server, patched, and a cmake program from a local git
+repository) built through the real code path in real podman containers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hermitbuild import build, cache, cli, container, runner
+from hermitbuild.errors import BuildError
+from hermitbuild.recipe import RecipeSet, load_recipes
+from hermitbuild.settings import Settings
+
+from helpers_podman import (GREETER_COMMIT_DATE, ROOT, FixtureWorld, ensure_base_image, host_ip,
+                            HttpServer, podman_settings, require_podman)
+
+
+# --------------------------------------------------------------------------- unit: resume decisions
+
+RECIPE = """\
+name: demo
+version: "1"
+image: fixture
+incremental: {incremental}
+sources:
+  - tarball: http://127.0.0.1:9/demo.tar.gz
+    sha256: "{sha}"
+steps:
+  - name: configure
+    configure: ["--prefix={{prefix}}"]
+  - name: build
+    make: []
+  - name: install
+    make: [install, "DESTDIR={{stage}}"]
+"""
+
+
+def _demo(tmp_path: Path, incremental: bool = False) -> tuple[Settings, RecipeSet]:
+    root = tmp_path / "root"
+    (root / "recipes").mkdir(parents=True, exist_ok=True)
+    (root / "recipes" / "demo.yaml").write_text(RECIPE.format(incremental=str(incremental).lower(),
+                                                              sha="a" * 64))
+    s = Settings(root=root, prefix=tmp_path / "prefix", build_dir=tmp_path / "build")
+    return s, load_recipes(s.recipes_dir, s.patches_dir)
+
+
+def _stamp(s: Settings, step: str, index: int, key: str, defkey: str = "d") -> None:
+    build._write_json(build._steps_dir("demo", s) / f"{step}.json",
+                      {"key": key, "defkey": defkey, "step": step, "index": index})
+
+
+def _running(s: Settings, step: str, index: int, key: str = "k") -> None:
+    build._write_json(build._steps_dir("demo", s) / "running.json",
+                      {"key": key, "defkey": "d", "step": step, "index": index})
+
+
+def _with_build_dir(s: Settings) -> Path:
+    d = build.build_dir("demo", s)
+    d.mkdir(parents=True)
+    (d / "Makefile").write_text("all:\n")
+    return d
+
+
+def test_finished_steps_are_kept_and_an_interrupted_make_reruns_in_place(tmp_path):
+    s, rs = _demo(tmp_path)
+    d = _with_build_dir(s)
+    _stamp(s, "configure", 0, "k")
+    _running(s, "build", 1)
+    assert build._plan_steps(rs["demo"], s, "k", "d") == [True, False, False]
+    assert (d / "Makefile").exists(), "the build dir of an interrupted make step is kept"
+
+
+def test_interrupted_configure_restarts_from_a_clean_build_dir(tmp_path):
+    s, rs = _demo(tmp_path)
+    d = _with_build_dir(s)
+    _running(s, "configure", 0)
+    assert build._plan_steps(rs["demo"], s, "k", "d") == [False, False, False]
+    assert not d.exists()
+
+
+def test_changed_inputs_restart_from_a_clean_build_dir(tmp_path):
+    s, rs = _demo(tmp_path)
+    d = _with_build_dir(s)
+    for i, step in enumerate(("configure", "build", "install")):
+        _stamp(s, step, i, "old", defkey="old-def")
+    assert build._plan_steps(rs["demo"], s, "new", "d") == [False, False, False]
+    assert not d.exists()
+    assert not list(build._steps_dir("demo", s).glob("*.json"))
+
+
+def test_all_done_with_the_same_key(tmp_path):
+    s, rs = _demo(tmp_path)
+    _with_build_dir(s)
+    for i, step in enumerate(("configure", "build", "install")):
+        _stamp(s, step, i, "k")
+    assert build._plan_steps(rs["demo"], s, "k", "d") == [True, True, True]
+
+
+def test_missing_build_dir_invalidates_stamps(tmp_path):
+    s, rs = _demo(tmp_path)
+    for i, step in enumerate(("configure", "build")):
+        _stamp(s, step, i, "k")
+    assert build._plan_steps(rs["demo"], s, "k", "d") == [False, False, False]
+
+
+def test_incremental_tree_change_keeps_build_dir_and_skips_configure(tmp_path):
+    s, rs = _demo(tmp_path, incremental=True)
+    d = _with_build_dir(s)
+    for i, step in enumerate(("configure", "build", "install")):
+        _stamp(s, step, i, "old", defkey="same")
+    assert build._plan_steps(rs["demo"], s, "new", "same") == [True, False, False]
+    assert (d / "Makefile").exists()
+    # ... but a changed definition (not only the tree) starts over
+    for i, step in enumerate(("configure", "build", "install")):
+        _stamp(s, step, i, "old", defkey="other")
+    assert build._plan_steps(rs["demo"], s, "new", "same") == [False, False, False]
+    assert not d.exists()
+
+
+def test_placeholders_and_environment(tmp_path):
+    s, rs = _demo(tmp_path)
+    rec = rs["demo"]
+    ctx = build.placeholders(rec, s, tmp_path / "src")
+    assert ctx["src"] == str(tmp_path / "src") and ctx["stage"].endswith("work/demo/stage")
+    assert ctx["install"] == str(s.prefix)
+    env = build.step_environment(rec, rec.steps[1], s, ctx, 123)
+    assert env["SOURCE_DATE_EPOCH"] == "123"
+    assert env["PATH"].startswith(f"{s.prefix}/bin:{s.tools}/bin:")
+    mounts = build.mounts_for(rec, s, tmp_path / "src")
+    assert (tmp_path / "src", False) in mounts and (build.work_dir("demo", s), True) in mounts
+    assert (s.prefix, False) in mounts and all(p != s.tools for p, _ in mounts)  # tools is inside prefix
+
+
+# --------------------------------------------------------------------------- real podman builds
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    require_podman()
+    base = tmp_path_factory.mktemp("buildworld")
+    ensure_base_image(base)
+    w = FixtureWorld(base)
+    yield w
+    w.close()
+
+
+def _setup(world: FixtureWorld, name: str, extra=(), **changes) -> tuple[Settings, RecipeSet]:
+    root = world.make_root(name, extra)
+    s = podman_settings(root, world.base / (name + "-ws"), **changes)
+    return s, load_recipes(s.recipes_dir, s.patches_dir)
+
+
+@pytest.fixture(scope="module")
+def built(world):
+    """The fixture set built once (libgreet, then greeter)."""
+    s, rs = _setup(world, "main")
+    build.build_all(["greeter"], rs, s)
+    return s, rs
+
+
+@pytest.mark.podman
+def test_fixture_set_builds_installs_and_runs(built):
+    s, rs = built
+    prefix = s.prefix
+    for rel in ("include/greet.h", "lib/libgreet.a", "bin/greet-hello", "bin/greeter"):
+        assert (prefix / rel).is_file(), rel
+    out = subprocess.run([str(prefix / "bin" / "greeter"), "doit"], capture_output=True, text=True,
+                         check=True).stdout
+    # "!" comes from tests/fixtures/patches/libgreet/0001-greet-exclaim.patch; the epoch is the
+    # committer date of the greeter git commit (SOURCE_DATE_EPOCH)
+    assert out.strip() == f"Hello, doit! (greeter built at epoch {GREETER_COMMIT_DATE})"
+    out = subprocess.run([str(prefix / "bin" / "greet-hello")], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "Hello, world!"
+    for name in ("libgreet", "greeter"):
+        assert build.is_installed(name, rs, s)
+        key, _ = build.recipe_key(name, rs, s)
+        local, _ = cache.open_caches(s)
+        assert local.has(key), "the artifact is in the local cache"
+        for step in rs[name].steps:
+            assert build.step_log(name, step.name, s).stat().st_size > 0
+
+
+@pytest.mark.podman
+def test_build_leaves_only_files_of_the_invoking_user(built):
+    s, _ = built
+    for top in (s.work_dir, s.prefix, s.logs_dir):
+        for dirpath, dirnames, filenames in os.walk(top):
+            for n in dirnames + filenames:
+                st = os.lstat(os.path.join(dirpath, n))
+                assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid()), os.path.join(dirpath, n)
+
+
+@pytest.mark.podman
+def test_second_run_does_nothing_and_calls_no_command(built, monkeypatch, capsys):
+    s, rs = built
+    calls: list = []
+    monkeypatch.setattr(runner, "run", lambda *a, **k: calls.append(a) or pytest.fail(f"ran {a}"))
+    capsys.readouterr()
+    build.build_all(["greeter"], rs, s)
+    assert calls == []
+    assert capsys.readouterr().out == ""
+    assert all(build.is_installed(n, rs, s) for n in rs.order)
+
+
+@pytest.mark.podman
+def test_deleted_prefix_is_restored_from_the_cache_without_building(built, monkeypatch, capsys):
+    s, rs = built
+    (s.prefix / "bin" / "greeter").unlink()
+    assert not build.is_installed("greeter", rs, s)
+    monkeypatch.setattr(container, "run_in_container", lambda *a, **k: pytest.fail("built again"))
+    build.build_recipe("greeter", rs, s)
+    assert "restored from the artifact cache" in capsys.readouterr().out
+    assert (s.prefix / "bin" / "greeter").is_file()
+
+
+@pytest.mark.podman
+def test_failing_step_reports_recipe_step_command_log_and_tail(world):
+    s, rs = _setup(world, "fail", extra=["broken"])
+    build.build_recipe("libgreet", rs, s)
+    with pytest.raises(BuildError) as exc:
+        build.build_recipe("broken", rs, s)
+    err = exc.value
+    log = build.step_log("broken", "compile", s)
+    assert (err.recipe, err.step, err.log_path) == ("broken", "compile", str(log))
+    assert err.command[:2] == ["sh", "-c"] and err.returncode not in (0, None)
+    text = str(err)
+    assert "recipe 'broken', step 'compile'" in text and str(log) in text
+    assert "cc -c bad.c" in text and "error" in text
+    tail = err.tail.splitlines()
+    assert len(tail) == 40 and "noise line 60" in err.tail and "noise line 20\n" not in err.tail + "\n"
+    assert log.is_file() and "noise line 1\n" in log.read_text()
+    # the doit action turns it into a clean task failure (no traceback)
+    failed = cli.action("build", s, "broken")
+    assert failed is not None and "step 'compile'" in str(failed) and "Traceback" not in str(failed)
+
+
+def _kill_when_started(marker: Path, kill) -> threading.Thread:
+    def watch() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not marker.exists():
+            time.sleep(0.2)
+        time.sleep(0.5)
+        kill()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def _containers(prefix: str) -> str:
+    return runner.output(["podman", "ps", "-a", "--filter", f"name={prefix}", "--format", "{{.Names}}"])
+
+
+def _assert_resumed(s: Settings, out: str) -> None:
+    bdir = build.build_dir("sleeper", s)
+    assert "[1/4] sleeper:configure already done" in out
+    assert "[2/4] sleeper:count already done" in out
+    assert "[3/4] sleeper:slow done in" in out and "[4/4] sleeper:install done in" in out
+    assert (bdir / "count-runs").read_text().splitlines() == ["run"], "finished steps are not redone"
+    assert len((bdir / "slow-attempts").read_text().splitlines()) == 2
+    assert (s.prefix / "sleeper" / "bin" / "greet-hello").is_file()
+
+
+@pytest.mark.podman
+def test_killed_container_then_rerun_continues_from_the_unfinished_step(world, capsys):
+    s, rs = _setup(world, "killed", extra=["sleeper"])
+    build.build_recipe("libgreet", rs, s)
+    marker = build.build_dir("sleeper", s) / "slow-started"
+
+    def kill() -> None:
+        for name in _containers("hermitbuild-sleeper-slow").split():
+            runner.run(["podman", "kill", name], check=False)
+
+    _kill_when_started(marker, kill)
+    with pytest.raises(BuildError) as exc:
+        build.build_recipe("sleeper", rs, s)
+    assert exc.value.step == "slow"
+    capsys.readouterr()
+    build.build_recipe("sleeper", rs, s)
+    _assert_resumed(s, capsys.readouterr().out)
+
+
+SCRIPT = """\
+import sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from helpers_podman import podman_settings
+from hermitbuild import build
+from hermitbuild.recipe import load_recipes
+from pathlib import Path
+s = podman_settings(Path({sroot!r}), Path({ws!r}))
+build.build_recipe("sleeper", load_recipes(s.recipes_dir, s.patches_dir), s)
+"""
+
+
+@pytest.mark.podman
+def test_ctrl_c_leaves_no_container_and_rerun_continues(world, capsys):
+    s, rs = _setup(world, "ctrlc", extra=["sleeper"])
+    build.build_recipe("libgreet", rs, s)
+    script = world.base / "ctrlc.py"
+    script.write_text(SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"), sroot=str(s.root),
+                                    ws=str(s.build_dir.parent)))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    marker = build.build_dir("sleeper", s) / "slow-started"
+    _kill_when_started(marker, lambda: proc.send_signal(signal.SIGINT))
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in out
+    assert "[2/4] sleeper:count done" in out
+    assert _containers("hermitbuild-sleeper") == "", "no container is left running"
+    running = json.loads((build._steps_dir("sleeper", s) / "running.json").read_text())
+    assert running["step"] == "slow"
+    capsys.readouterr()
+    build.build_recipe("sleeper", rs, s)
+    _assert_resumed(s, capsys.readouterr().out)
+
+
+@pytest.mark.podman
+def test_steps_have_no_network_and_run_as_the_invoking_user(world):
+    ip = host_ip()
+    if ip.startswith("127."):
+        pytest.skip("this host has no non-loopback address to probe")
+    served = world.base / "net-served"
+    served.mkdir(exist_ok=True)
+    server = HttpServer(served, host="0.0.0.0")
+    try:
+        root = world.make_root("net", ["netcheck"],
+                               values={"netcheck": {"@HOSTPORT@": f"{ip}/{server.port}"}})
+        s = podman_settings(root, world.base / "net-ws")
+        rs = load_recipes(s.recipes_dir, s.patches_dir)
+        build.build_all(["netcheck"], rs, s)
+    finally:
+        server.close()
+    assert (s.prefix / "netcheck" / "interfaces").read_text().split() == ["lo"]
+    assert (s.prefix / "netcheck" / "uid").read_text().strip() == str(os.getuid())
+    assert "isolated" in build.step_log("netcheck", "probe", s).read_text()
+
+
+@pytest.mark.podman
+def test_changed_patch_rebuilds_only_what_depends_on_it(world, capsys):
+    s, rs = _setup(world, "rebuild")
+    build.build_all(["greeter"], rs, s)
+    old = {n: build.recipe_key(n, rs, s)[0] for n in rs.order}
+    patch = s.patches_dir / "libgreet" / "0001-greet-exclaim.patch"
+    patch.write_text(patch.read_text().replace('"Hello, %s!"', '"Hello, %s!!"'))
+    rs2 = load_recipes(s.recipes_dir, s.patches_dir)
+    assert not build.is_installed("libgreet", rs2, s) and not build.is_installed("greeter", rs2, s)
+    capsys.readouterr()
+    build.build_all(["greeter"], rs2, s)
+    out = capsys.readouterr().out
+    assert "[1/3] libgreet:configure done" in out and "[1/3] greeter:cmake done" in out
+    assert {n: build.recipe_key(n, rs2, s)[0] for n in rs2.order} != old
+    res = subprocess.run([str(s.prefix / "bin" / "greeter")], capture_output=True, text=True, check=True)
+    assert res.stdout.startswith("Hello, hermit!!")
