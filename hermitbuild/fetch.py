@@ -344,6 +344,10 @@ def _download(url: str, part: Path, session: "requests.Session", label: str) -> 
             with resp:
                 status = resp.status_code
                 if status == 416 and have:
+                    m = re.match(r"^\s*bytes\s+\*/(\d+)", resp.headers.get("Content-Range") or "")
+                    if m and int(m.group(1)) == have:
+                        logger.info("%s: the partial download %s is already complete", url, part)
+                        return
                     restarts += 1
                     logger.warning("%s: server refused to resume at byte %d (HTTP 416); starting over",
                                    url, have)
@@ -543,9 +547,13 @@ def _git_pin_known(url: str, commit: str, submodules: bool, settings: Settings,
 
 
 def _stderr_tail(exc: Any) -> str:
-    text = (getattr(exc, "stderr", "") or str(exc)).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("stderr:")]
-    return lines[-1].strip("'") if lines else str(exc)
+    """The last meaningful line of a git error (gitpython wraps stderr as "stderr: '...'")."""
+    raw = (getattr(exc, "stderr", "") or "").strip()
+    if raw.startswith("stderr:"):
+        raw = raw[len("stderr:"):].strip()
+    lines = [ln.strip().strip("'").strip() for ln in raw.splitlines()]
+    lines = [ln for ln in lines if ln]
+    return lines[-1] if lines else (str(exc).strip().splitlines() or ["unknown error"])[0]
 
 
 def _has_commit(repo: Any, commit: str) -> bool:
@@ -587,6 +595,33 @@ def _git_candidates(url: str, settings: Settings) -> list[str]:
     return out
 
 
+_PERMANENT_GIT_ERRORS = ("not found", "does not appear to be a git repository", "404",
+                        "not our ref", "couldn't find remote ref", "authentication failed",
+                        "could not read username", "no such", "upload-pack: not our ref",
+                        "unadvertised object", "could not resolve host")
+
+
+def _git_fetch(repo: Any, url: str, refspecs: list[str], local: bool) -> None:
+    """``git fetch`` with no prompts, a stall limit, and retries with backoff on network trouble."""
+    G = _gitmod()
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
+           "GIT_HTTP_LOW_SPEED_TIME": str(int(READ_TIMEOUT))}
+    attempt = 0
+    while True:
+        try:
+            with repo.git.custom_environment(**env):
+                repo.git.fetch("--quiet", url, *refspecs)
+            return
+        except G.GitCommandError as exc:
+            text = (getattr(exc, "stderr", "") or "").lower()
+            attempt += 1
+            if local or attempt > 2 or any(p in text for p in _PERMANENT_GIT_ERRORS):
+                raise
+            delay = BACKOFF_SECONDS * 2 ** (attempt - 1)
+            logger.warning("git fetch %s failed (%s); retrying in %.1fs", url, _stderr_tail(exc), delay)
+            time.sleep(delay)
+
+
 def _update_mirror(repo: Any, mirror: Path, url: str, commit: str, settings: Settings) -> None:
     """Fetch into the mirror from mirrors then upstream until ``commit`` is there."""
     G = _gitmod()
@@ -607,8 +642,7 @@ def _update_mirror(repo: Any, mirror: Path, url: str, commit: str, settings: Set
             arg = str(path)
         logger.info("git fetch %s -> %s (commit %s is missing)", cand, mirror, commit[:12])
         try:
-            with repo.git.custom_environment(GIT_TERMINAL_PROMPT="0"):
-                repo.git.fetch("--quiet", arg, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+            _git_fetch(repo, arg, ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], local)
         except G.GitCommandError as exc:
             tries.append(f"{cand}: git fetch failed: {_stderr_tail(exc)}")
             continue
@@ -616,8 +650,7 @@ def _update_mirror(repo: Any, mirror: Path, url: str, commit: str, settings: Set
             return
         logger.info("git fetch %s %s (not on a branch or tag; asking for it by id)", cand, commit[:12])
         try:
-            with repo.git.custom_environment(GIT_TERMINAL_PROMPT="0"):
-                repo.git.fetch("--quiet", arg, commit)
+            _git_fetch(repo, arg, [commit], local)
         except G.GitCommandError as exc:
             tries.append(f"{cand}: commit {commit} is on no branch or tag there, and fetching it by id "
                          f"failed: {_stderr_tail(exc)}")
@@ -736,6 +769,9 @@ def _checkout_git(url: str, commit: str, submodules: bool, settings: Settings, w
     try:
         repo = G.Repo.clone_from(str(mirror), str(work), shared=True, no_checkout=True)
         try:
+            # the tree must not depend on the user's git configuration
+            repo.git.config("core.autocrlf", "false")
+            repo.git.config("core.eol", "lf")
             repo.git.checkout("--quiet", "--detach", commit)
             head = repo.git.rev_parse("HEAD").strip()
             if head != commit:

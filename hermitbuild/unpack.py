@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["safe_extract", "place_tree"]
 
+_FILTER_ERROR: type[BaseException] | tuple = getattr(tarfile, "FilterError", ())  # Python >= 3.11.4
 _FIX_UNSAFE = ("the archive is unsafe or was tampered with: check where it came from and its sha256; "
                "do not extract it by hand")
 
@@ -171,7 +172,7 @@ def _extract_tar(archive: Path, tmp: Path, strip: int) -> int:
                     tar.extract(m, tmp, filter="data")
                 else:
                     tar.extract(m, tmp)
-            except tarfile.FilterError as exc:  # the stdlib's own check agreed it is unsafe
+            except _FILTER_ERROR as exc:  # the stdlib's own check agreed it is unsafe
                 raise _refuse(archive, member.name, str(exc)) from None
             except (tarfile.TarError, EOFError) as exc:
                 raise UnpackError(f"cannot read archive {archive}", f"member {member.name!r}: {exc}",

@@ -65,6 +65,7 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.actions: dict[str, list[str]] = {}
         self.log: list[tuple[str, str | None, int]] = []
+        self.bytes_sent = 0
         self.lock = threading.Lock()
         owner = self
 
@@ -148,6 +149,8 @@ class FileServer:
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         if action.endswith("drop"):
+            with self.lock:
+                self.bytes_sent += len(body) // 2
             h.wfile.write(body[: len(body) // 2])
             h.wfile.flush()
             h.close_connection = True
@@ -156,6 +159,8 @@ class FileServer:
             except OSError:
                 pass
             return
+        with self.lock:
+            self.bytes_sent += len(body)
         h.wfile.write(body)
 
 

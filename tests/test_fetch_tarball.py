@@ -214,3 +214,38 @@ def test_unusable_names_and_pins_are_clear_errors(tmp_path: Path) -> None:
         fetch.tarball_path(tarball("http://127.0.0.1:9/dir/.."), settings)
     with pytest.raises(FetchError, match="sha256"):
         fetch.fetch_source(tarball("http://127.0.0.1:9/x.tar.gz", sha="abc"), settings)
+
+
+def test_complete_part_file_is_not_downloaded_again(tmp_path: Path, server: FileServer) -> None:
+    server.files["/up/pkg.tar.gz"] = PAYLOAD
+    settings = make_settings(tmp_path)
+    settings.downloads.mkdir(parents=True)
+    (settings.downloads / "pkg.tar.gz.part").write_bytes(PAYLOAD)  # died before the rename
+    path = fetch.fetch_source(tarball(server.url("/up/pkg.tar.gz")), settings)
+    assert path.read_bytes() == PAYLOAD
+    assert [s for *_x, s in server.log] == [416]
+
+
+def test_stale_part_file_with_wrong_bytes_is_redone(tmp_path: Path, server: FileServer) -> None:
+    server.files["/up/pkg.tar.gz"] = PAYLOAD
+    settings = make_settings(tmp_path)
+    settings.downloads.mkdir(parents=True)
+    (settings.downloads / "pkg.tar.gz.part").write_bytes(b"garbage" * 100)
+    path = fetch.fetch_source(tarball(server.url("/up/pkg.tar.gz")), settings)
+    assert path.read_bytes() == PAYLOAD
+    assert [s for *_x, s in server.log] == [206, 200]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path, server: FileServer,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    server.files["/up/pkg.tar.gz"] = PAYLOAD
+    fake = _Tty()
+    monkeypatch.setattr("sys.stderr", fake)
+    fetch.fetch_source(tarball(server.url("/up/pkg.tar.gz")), make_settings(tmp_path))
+    text = fake.getvalue()
+    assert text.startswith("\rpkg.tar.gz [") and "100.0%" in text and text.endswith("\n")
