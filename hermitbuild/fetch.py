@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import unquote, urlsplit
 
+from . import __version__
 from .errors import ChecksumError, FetchError, OfflineError
 from .recipe import Recipe, Source
 from .settings import Settings
@@ -82,7 +83,6 @@ from .unpack import place_tree, safe_extract
 from .yamlutil import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
-    import git
     import requests
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ MAX_RESUMES = 100  # resumes after progress, per URL (bounds a server that keeps
 CHUNK = 1 << 16
 PINS_FILE = "hermitbuild-pins"
 VERIFIED_SUFFIX = ".verified"
-USER_AGENT = "hermitbuild (+https://github.com/hermitcore)"
+USER_AGENT = f"hermitbuild/{__version__}"
 
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -463,6 +463,10 @@ def _ensure_tarball(source: Source, settings: Settings) -> Path:
                     except _Miss as exc:
                         tries.append(f"{cand}: {exc}")
                         break
+                    except OSError as exc:  # our side: disk full, permissions
+                        raise FetchError(f"cannot write {part}", exc.strerror or str(exc),
+                                         f"check free space and permissions of {part.parent}",
+                                         url=cand) from None
                     actual = _sha256_file(part)
                     if actual == source.sha256:
                         os.replace(part, path)
