@@ -490,9 +490,10 @@ def _ensure_tarball(source: Source, settings: Settings) -> Path:
             part.unlink(missing_ok=True)
             raise mismatch
         if settings.offline:
-            looked = [t.split(": ", 1)[0] for t in tries if not t.endswith("(offline mode)")]
+            looked = [t for t in tries if not t.endswith("(offline mode)")]
             raise OfflineError(f"{source.basename} (sha256 {source.sha256})", path,
-                               source.url + (f"; also looked in {', '.join(looked)}" if looked else ""))
+                               source.url + ("; also tried:\n    " + "\n    ".join(looked)
+                                             if looked else ""))
         raise FetchError(
             f"could not download {source.basename}",
             "every URL failed:\n    " + "\n    ".join(tries),
@@ -645,27 +646,39 @@ def _update_mirror(repo: Any, mirror: Path, url: str, commit: str, settings: Set
                 continue
             arg = str(path)
         logger.info("git fetch %s -> %s (commit %s is missing)", cand, mirror, commit[:12])
+        first_error = ""
         try:
             _git_fetch(repo, arg, ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], local)
         except G.GitCommandError as exc:
-            tries.append(f"{cand}: git fetch failed: {_stderr_tail(exc)}")
-            continue
-        if _has_commit(repo, commit):
-            return
-        logger.info("git fetch %s %s (not on a branch or tag; asking for it by id)", cand, commit[:12])
+            first_error = _stderr_tail(exc)
+            if not local:  # a network failure would only repeat itself
+                tries.append(f"{cand}: git fetch failed: {first_error}")
+                continue
+            # a local copy may be incomplete (missing objects) yet still hold the pinned commit
+            logger.warning("git fetch %s failed (%s); asking for commit %s alone", cand, first_error,
+                           commit[:12])
+        else:
+            if _has_commit(repo, commit):
+                return
+            logger.info("git fetch %s %s (not on a branch or tag; asking for it by id)", cand,
+                        commit[:12])
         try:
             _git_fetch(repo, arg, [commit], local)
         except G.GitCommandError as exc:
-            tries.append(f"{cand}: commit {commit} is on no branch or tag there, and fetching it by id "
-                         f"failed: {_stderr_tail(exc)}")
+            if first_error:
+                tries.append(f"{cand}: git fetch failed: {first_error}; fetching the commit alone "
+                             f"failed too: {_stderr_tail(exc)}")
+            else:
+                tries.append(f"{cand}: commit {commit} is on no branch or tag there, and fetching it "
+                             f"by id failed: {_stderr_tail(exc)}")
             continue
         if _has_commit(repo, commit):
             return
         tries.append(f"{cand}: commit {commit} not found")
     if settings.offline:
-        looked = [t.split(": ", 1)[0] for t in tries if not t.endswith("(offline mode)")]
+        looked = [t for t in tries if not t.endswith("(offline mode)")]
         raise OfflineError(f"commit {commit} of git repository {url}", mirror,
-                           url + (f"; also looked in {', '.join(looked)}" if looked else ""))
+                           url + ("; also tried:\n    " + "\n    ".join(looked) if looked else ""))
     raise FetchError(f"could not fetch commit {commit} of {url}",
                      "tried:\n    " + "\n    ".join(tries),
                      f"check the URL, the commit and the network (or settings.mirrors); a bare clone "
