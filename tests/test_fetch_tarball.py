@@ -249,3 +249,18 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, server: FileServer,
     fetch.fetch_source(tarball(server.url("/up/pkg.tar.gz")), make_settings(tmp_path))
     text = fake.getvalue()
     assert text.startswith("\rpkg.tar.gz [") and "100.0%" in text and text.endswith("\n")
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path: Path, server: FileServer) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/pkg.tar.gz"
+    server.files["/up/pkg.tar.gz"] = PAYLOAD
+    settings = make_settings(tmp_path, mirrors=(dead.rsplit("/", 1)[0],))
+    path = fetch.fetch_source(tarball(server.url("/up/pkg.tar.gz")), settings)  # dead mirror, then upstream
+    assert path.read_bytes() == PAYLOAD
+    with pytest.raises(FetchError) as info:
+        fetch.fetch_source(tarball(dead, sha="1" * 64), make_settings(tmp_path / "x"))
+    assert f"{dead}: gave up after {fetch.RETRIES + 1} attempts: ConnectionError" in str(info.value)
