@@ -30,8 +30,6 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-import pytest
-
 from hermitbuild.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +54,8 @@ def podman_problem() -> str | None:
 
 
 def require_podman() -> None:
+    import pytest
+
     problem = podman_problem()
     if problem:
         pytest.fail(problem + " - the podman tests are part of the suite; install podman and runc")
@@ -186,3 +186,38 @@ class FixtureWorld:
 
     def close(self) -> None:
         self.http.close()
+
+
+DODO = '''\
+"""doit entry point for a fixture world (written by tests/helpers_podman.py): the real
+hermitbuild task wiring, with settings rooted here instead of the repository."""
+import sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from pathlib import Path
+from helpers_podman import podman_settings
+from hermitbuild import cli, tasks
+
+_settings = podman_settings(Path(__file__).resolve().parent, Path({ws!r}))
+cli.setup_logging()
+cli._CONTEXT = cli.load_context(_settings)
+DOIT_CONFIG = tasks.doit_config(_settings)
+task_containers = tasks.task_containers
+task_download = tasks.task_download
+task_prepare = tasks.task_prepare
+task_build = tasks.task_build
+task_toolchain = tasks.task_toolchain
+'''
+
+
+def write_dodo(root: Path, workspace: Path) -> Path:
+    """A dodo.py in a fixture root running the real tasks with :func:`podman_settings`(root, workspace)."""
+    path = root / "dodo.py"
+    path.write_text(DODO.format(root=str(ROOT), tests=str(ROOT / "tests"), ws=str(workspace)))
+    return path
+
+
+def run_doit(root: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "doit", "-f", str(root / "dodo.py"), *args], cwd=root,
+                          capture_output=True, text=True, timeout=timeout)

@@ -24,7 +24,7 @@ from hermitbuild.errors import BuildError
 from hermitbuild.recipe import RecipeSet, load_recipes
 from hermitbuild.settings import Settings
 
-from helpers_podman import (GREETER_COMMIT_DATE, ROOT, FixtureWorld, ensure_base_image, host_ip,
+from helpers_podman import (GREETER_COMMIT_DATE, ROOT, FixtureWorld, ensure_base_image, host_ip, run_doit, write_dodo,
                             HttpServer, podman_settings, require_podman)
 
 
@@ -364,3 +364,61 @@ def test_changed_patch_rebuilds_only_what_depends_on_it(world, capsys):
     assert {n: build.recipe_key(n, rs2, s)[0] for n in rs2.order} != old
     res = subprocess.run([str(s.prefix / "bin" / "greeter")], capture_output=True, text=True, check=True)
     assert res.stdout.startswith("Hello, hermit!!")
+
+
+# --------------------------------------------------------------------------- through doit (real task wiring)
+
+@pytest.mark.podman
+def test_doit_parallel_toolchain_then_noop(world):
+    root = world.make_root("doit")
+    write_dodo(root, world.base / "doit-ws")
+    first = run_doit(root, "-n", "2", "toolchain")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "[3/3] libgreet:install done" in first.stdout and "[3/3] greeter:install done" in first.stdout
+    assert first.stdout.index("libgreet: installed") < first.stdout.index("[1/3] greeter:cmake")
+    second = run_doit(root, "toolchain")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "-- build:libgreet" in second.stdout and "-- build:greeter" in second.stdout
+    assert "done in" not in second.stdout and "restored" not in second.stdout
+    out = subprocess.run([str(world.base / "doit-ws" / "prefix" / "bin" / "greeter")], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith("Hello, hermit!")
+
+
+@pytest.mark.podman
+def test_doit_failing_step_exits_nonzero_with_the_report(world):
+    root = world.make_root("doit-fail", ["broken"])
+    ws = world.base / "doit-fail-ws"
+    write_dodo(root, ws)
+    done = run_doit(root, "build:broken")
+    text = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "build failed: recipe 'broken', step 'compile'" in text
+    assert str(ws / "build" / "logs" / "broken" / "compile.log") in text
+    assert "cc -c bad.c" in text and "noise line 60" in text and "Traceback" not in text
+
+
+@pytest.mark.podman
+def test_incremental_recipe_rebuilds_only_changed_files(world, capsys):
+    root = world.make_root("incremental")
+    rfile = root / "recipes" / "libgreet.yaml"
+    rfile.write_text(rfile.read_text().replace("image: fixture\n", "image: fixture\nincremental: true\n"))
+    s = podman_settings(root, world.base / "incremental-ws")
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    build.build_recipe("libgreet", rs, s)
+    bdir = build.build_dir("libgreet", s)
+    before = {n: (bdir / n).stat().st_mtime_ns for n in ("greet.o", "hello.o", "config.status")}
+    time.sleep(1.1)
+    patch = s.patches_dir / "libgreet" / "0001-greet-exclaim.patch"
+    patch.write_text(patch.read_text().replace('"Hello, %s!"', '"Hello, %s?"'))
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    capsys.readouterr()
+    build.build_recipe("libgreet", rs, s)
+    out = capsys.readouterr().out
+    assert "[1/3] libgreet:configure already done" in out and "[2/3] libgreet:build done" in out
+    after = {n: (bdir / n).stat().st_mtime_ns for n in before}
+    assert after["config.status"] == before["config.status"], "configure was not re-run"
+    assert after["hello.o"] == before["hello.o"], "an unchanged source was not recompiled"
+    assert after["greet.o"] != before["greet.o"], "the changed source was recompiled"
+    res = subprocess.run([str(s.prefix / "bin" / "greet-hello")], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "Hello, world?"
