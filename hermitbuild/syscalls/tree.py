@@ -1,0 +1,532 @@
+"""Tree editing: apply a table to prepared HermitCore and newlib source trees.
+
+Contract:
+- :func:`plan_kernel` / :func:`plan_newlib` compute, without writing anything, the
+  exact new content of every file one generation touches (``None`` = delete).
+  They work on a pristine tree and on an already generated one; an unchanged
+  file is not in the plan, so regenerating is byte-identical and a no-op.
+- Generated code lives in generated files (first comment holds
+  :data:`~hermitbuild.syscalls.emit.GENERATED_MARK`) and in marked regions of
+  hand-written files; everything outside them is kept byte for byte.  Generated
+  files that the table no longer asks for are deleted, empty regions removed
+  (with the blank line that was inserted before them), so removing every entry
+  gives back the pristine files.
+- Clashes are errors naming file and line: a ``sys_<name>`` the kernel tree
+  already has outside generated code, a newlib ``<name>.c``/``<name>.h`` that
+  was not generated, a name already in ``lib_a_SOURCES``, a standard header the
+  newlib tree does not have, a ``__NR_`` number already used.
+- :class:`Transaction` makes one generation all-or-nothing: every file is
+  written atomically (temp + rename) and, if anything fails (including the
+  automake run), every file touched is restored to its previous bytes.
+- :func:`generate_kernel` / :func:`generate_newlib` are the public entry points
+  (plan + transaction); they return the paths written or deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import SyscallError
+from ..yamlutil import write_atomic
+from . import emit
+from .model import Entry, Table
+
+logger = logging.getLogger(__name__)
+
+KERNEL_SCAN_DIRS = ("kernel", "libkern", "mm", "drivers", "arch", "include", "lwip/src")
+_SYS_DEF_RE = re.compile(
+    r"^[ \t]*(?:#[ \t]*define[ \t]+|(?P<pre>[A-Za-z_][\w \t*]*?)[\s*])sys_(?P<name>[A-Za-z0-9_]+)\s*\(")
+_NOT_TYPES = {"return", "else", "if", "while", "case", "do", "goto", "sizeof", "for", "switch"}
+_NR_RE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+__NR_(\w+)[ \t]+(\d+)")
+_PROTO_RE = re.compile(r"^[A-Za-z_][\w \t*]*\bsys_\w+\s*\(.*\)\s*;\s*$")
+
+
+@dataclass(frozen=True)
+class Change:
+    path: Path
+    new: bytes | None  # None: delete the file
+
+
+# ---------------------------------------------------------------------------- locating trees
+
+
+def kernel_root(tree: Path) -> Path:
+    """The libhermit source root inside ``tree`` (the tree itself or tree/libhermit)."""
+    for cand in (tree, tree / "libhermit"):
+        if (cand / emit.KERNEL_HEADER).is_file() and (cand / "kernel").is_dir():
+            return cand
+    raise SyscallError(f"{tree} does not look like a HermitCore (libhermit) tree",
+                       f"expected {emit.KERNEL_HEADER} and kernel/ in it; prepare the tree first "
+                       "(`doit toolchain`) or pass the right directory", file=str(tree))
+
+
+def newlib_root(tree: Path) -> Path:
+    """The newlib/ directory (holding libc/) inside ``tree`` (repository root or newlib/)."""
+    for cand in (tree / "newlib", tree):
+        if (cand / emit.NEWLIB_DIR).is_dir():
+            return cand
+    raise SyscallError(f"{tree} does not look like a newlib tree",
+                       f"expected newlib/{emit.NEWLIB_DIR} in it; prepare the tree first "
+                       "(`doit toolchain`) or pass the right directory", file=str(tree))
+
+
+# ---------------------------------------------------------------------------- regions
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SyscallError(f"{path} is missing", "prepare the tree again (`doit toolchain`)",
+                           file=str(path)) from None
+
+
+def find_region(lines: list[str], begin: str, end: str, path: Path) -> tuple[int, int] | None:
+    """(first, last) line index of the marked region, or None; errors on broken markers."""
+    starts = [i for i, ln in enumerate(lines) if ln.strip().startswith(begin)]
+    ends = [i for i, ln in enumerate(lines) if ln.strip().startswith(end)]
+    if not starts and not ends:
+        return None
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        line = (starts or ends)[0] + 1
+        raise SyscallError("the generated-region markers are broken (missing, doubled or out of order)",
+                           f"restore one `{begin}` ... `{end}` pair, or delete both marker lines "
+                           "and everything between them, then regenerate", file=str(path), line=line)
+    return starts[0], ends[0]
+
+
+def set_region(text: str, region: str | None, path: Path, *, begin: str, end: str,
+               anchor: Callable[[list[str]], int], blank_before: bool) -> str:
+    """Replace, insert (after line index ``anchor(lines)``) or remove the region."""
+    lines = text.split("\n")
+    found = find_region(lines, begin, end, path)
+    new_lines = region.split("\n") if region is not None else []
+    if found:
+        first, last = found
+        if region is None:
+            if blank_before and first > 0 and lines[first - 1] == "":
+                first -= 1
+            return "\n".join(lines[:first] + lines[last + 1:])
+        return "\n".join(lines[:first] + new_lines + lines[last + 1:])
+    if region is None:
+        return text
+    at = anchor(lines)
+    insert = ([""] if blank_before else []) + new_lines
+    return "\n".join(lines[:at + 1] + insert + lines[at + 1:])
+
+
+def _strip_region(text: str, begin: str, end: str, path: Path) -> list[tuple[int, str]]:
+    """Numbered lines (1-based) outside the marked region."""
+    lines = text.split("\n")
+    found = find_region(lines, begin, end, path)
+    return [(i + 1, ln) for i, ln in enumerate(lines)
+            if not found or not found[0] <= i <= found[1]]
+
+
+def _header_anchor(path: Path) -> Callable[[list[str]], int]:
+    def anchor(lines: list[str]) -> int:
+        nr = [i for i, ln in enumerate(lines) if _NR_RE.match(ln)]
+        if nr:
+            return nr[-1]
+        protos = [i for i, ln in enumerate(lines) if _PROTO_RE.match(ln)]
+        if protos:
+            return protos[-1]
+        raise SyscallError("found neither `#define __NR_...` lines nor `sys_...(...);` prototypes to "
+                           "place the generated prototypes after",
+                           "add the marker lines by hand where they belong: "
+                           f"`{emit.C_BEGIN}` and `{emit.C_END}`", file=str(path))
+    return anchor
+
+
+def _sources_assignment(lines: list[str], path: Path) -> tuple[int, int]:
+    """(first, last) line index of the `lib_a_SOURCES =` assignment with continuations."""
+    for i, ln in enumerate(lines):
+        if re.match(r"^lib_a_SOURCES\s*=", ln):
+            j = i
+            while lines[j].rstrip().endswith("\\") and j + 1 < len(lines):
+                j += 1
+            return i, j
+    raise SyscallError("no `lib_a_SOURCES =` assignment", "this is not newlib's libc/sys/hermit/Makefile.am",
+                       file=str(path))
+
+
+def makefile_sources(text: str, path: Path, *, outside_region: bool = True) -> dict[str, int]:
+    """Source files of ``lib_a_SOURCES`` (file -> line), outside the generated region by default."""
+    lines = text.split("\n")
+    found = find_region(lines, emit.AM_BEGIN_PREFIX, emit.AM_END, path)
+    out: dict[str, int] = {}
+    first, last = _sources_assignment(lines, path)
+    idx = list(range(first, last + 1))
+    if not outside_region and found:
+        idx += list(range(found[0], found[1] + 1))
+    for i in idx:
+        body = lines[i].split("=", 1)[1] if "=" in lines[i] and "SOURCES" in lines[i] else lines[i]
+        for word in body.replace("\\", " ").split():
+            if word.endswith((".c", ".S", ".s")):
+                out.setdefault(word, i + 1)
+    return out
+
+
+# ---------------------------------------------------------------------------- scanning
+
+
+def is_generated_file(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(400)
+    except OSError:
+        return False
+    return emit.GENERATED_MARK in head
+
+
+def scan_kernel_syscalls(tree: Path) -> dict[str, str]:
+    """``sys_<name>`` symbols defined/declared in the kernel tree outside generated code."""
+    root = kernel_root(tree)
+    found: dict[str, str] = {}
+    generated = root / emit.KERNEL_FILE
+    header = root / emit.KERNEL_HEADER
+    for sub in KERNEL_SCAN_DIRS:
+        base = root / sub
+        if not base.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for fname in sorted(filenames):
+                if not fname.endswith((".c", ".h")):
+                    continue
+                path = Path(dirpath) / fname
+                if path == generated or is_generated_file(path):
+                    continue
+                text = path.read_text(encoding="utf-8", errors="replace")
+                if "sys_" not in text:
+                    continue
+                numbered = (_strip_region(text, emit.C_BEGIN_PREFIX, emit.C_END, path)
+                            if path == header else list(enumerate(text.split("\n"), 1)))
+                rel = path.relative_to(root).as_posix()
+                for lineno, line in numbered:
+                    m = _SYS_DEF_RE.match(line)
+                    if not m:
+                        continue
+                    pre = (m.group("pre") or "").split()
+                    if pre and pre[0] in _NOT_TYPES:
+                        continue
+                    found.setdefault(m.group("name"), f"{rel}:{lineno}")
+    return found
+
+
+def _nr_numbers(text: str, path: Path) -> dict[int, tuple[str, int]]:
+    out: dict[int, tuple[str, int]] = {}
+    for lineno, line in _strip_region(text, emit.C_BEGIN_PREFIX, emit.C_END, path):
+        m = _NR_RE.match(line)
+        if m:
+            out.setdefault(int(m.group(2)), (m.group(1), lineno))
+    return out
+
+
+def _check_numbers(table: Table, text: str, path: Path) -> None:
+    used = _nr_numbers(text, path)
+    names = {name for name, _ in used.values()}
+    for entry in table.entries:
+        if entry.number is None:
+            continue
+        if entry.number in used:
+            name, line = used[entry.number]
+            raise SyscallError(f"__NR_ number {entry.number} of {entry.name!r} is already __NR_{name} "
+                               f"({path}:{line})", "choose an unused number",
+                               file=str(table.path) if table.path else None, line=entry.line or None,
+                               field="number")
+        if entry.name in names:
+            raise SyscallError(f"{path} already defines __NR_{entry.name}", "drop `number` from the entry",
+                               file=str(table.path) if table.path else None, line=entry.line or None,
+                               field="number")
+
+
+# ---------------------------------------------------------------------------- plans
+
+
+def _diff(path: Path, new: str | None) -> list[Change]:
+    data = new.encode("utf-8") if new is not None else None
+    if data is None:
+        return [Change(path, None)] if path.exists() else []
+    try:
+        if path.read_bytes() == data:
+            return []
+    except FileNotFoundError:
+        pass
+    return [Change(path, data)]
+
+
+def _table_where(table: Table, entry: Entry, field: str = "name") -> dict:
+    return {"file": str(table.path) if table.path else None, "line": entry.line or None, "field": field}
+
+
+def plan_kernel(tree: Path, table: Table) -> list[Change]:
+    """Changes that bring the kernel tree in line with ``table`` (see module docstring)."""
+    root = kernel_root(tree)
+    existing = scan_kernel_syscalls(root)
+    for entry in table.entries:
+        if entry.name in existing:
+            raise SyscallError(f"the kernel already has sys_{entry.name} ({existing[entry.name]})",
+                               f"choose another name, or change sys_{entry.name} with a patch under "
+                               "patches/ instead of the table", **_table_where(table, entry))
+    header = root / emit.KERNEL_HEADER
+    text = _read(header)
+    _check_numbers(table, text, header)
+    changes: list[Change] = []
+    region = emit.kernel_header_region(table.entries) if table.entries else None
+    new_text = set_region(text, region, header, begin=emit.C_BEGIN_PREFIX, end=emit.C_END,
+                          anchor=_header_anchor(header), blank_before=True)
+    changes += _diff(header, new_text)
+    gen = root / emit.KERNEL_FILE
+    if gen.exists() and not is_generated_file(gen):
+        raise SyscallError(f"{gen} exists and was not generated by hermitbuild",
+                           "rename that file; hermitbuild owns kernel/syscalls_generated.c", file=str(gen))
+    changes += _diff(gen, emit.kernel_file(table.entries) if table.entries else None)
+    return changes
+
+
+@dataclass(frozen=True)
+class NewlibPlan:
+    changes: list[Change]
+    hermit_dir: Path
+    makefile_changed: bool
+
+
+def _find_std_header(nroot: Path, header: str) -> bool:
+    return any((nroot / base / header).is_file()
+               for base in ("libc/include", "libc/sys/hermit/include", "libc/sys/hermit",
+                            "libc/machine/x86_64"))
+
+
+def plan_newlib(tree: Path, table: Table) -> NewlibPlan:
+    """Changes that bring the newlib tree in line with ``table`` (see module docstring)."""
+    nroot = newlib_root(tree)
+    hermit = nroot / emit.NEWLIB_DIR
+    include = nroot / emit.NEWLIB_INCLUDE
+    am_path = nroot / emit.NEWLIB_MAKEFILE_AM
+    am_text = _read(am_path)
+    hand_sources = makefile_sources(am_text, am_path)
+    changes: list[Change] = []
+    wanted_c: set[Path] = set()
+    wanted_h: set[Path] = set()
+    for entry in table.entries:
+        cfile = hermit / f"{entry.name}.c"
+        if f"{entry.name}.c" in hand_sources:
+            raise SyscallError(f"newlib already builds {entry.name}.c ({am_path}:{hand_sources[entry.name + '.c']})",
+                               f"choose another name, or change {emit.NEWLIB_DIR}/{entry.name}.c with a patch "
+                               "under patches/ instead of the table", **_table_where(table, entry))
+        if cfile.exists() and not is_generated_file(cfile):
+            raise SyscallError(f"newlib already has {cfile} (not generated by hermitbuild)",
+                               "choose another name or remove that file with a patch",
+                               **_table_where(table, entry))
+        wanted_c.add(cfile)
+        changes += _diff(cfile, emit.newlib_wrapper(entry))
+        if entry.new_header:
+            hfile = include / f"{entry.name}.h"
+            if hfile.exists() and not is_generated_file(hfile):
+                raise SyscallError(f"newlib already has the header {hfile}",
+                                   f"use `header: {entry.name}.h` (the existing header) instead of `new`, "
+                                   "or choose another name", **_table_where(table, entry, "header"))
+            wanted_h.add(hfile)
+            changes += _diff(hfile, emit.new_header(entry))
+        else:
+            for h in entry.header:
+                if not _find_std_header(nroot, h):
+                    raise SyscallError(f"header {h!r} of {entry.name!r} is not in the newlib tree "
+                                       f"({nroot}/libc/include)",
+                                       "name the standard header that declares the call, or `new`",
+                                       **_table_where(table, entry, "header"))
+    # orphans: generated files the table no longer lists
+    for path in sorted(hermit.glob("*.c")) + sorted(include.glob("*.h")):
+        if path not in wanted_c and path not in wanted_h and is_generated_file(path):
+            changes.append(Change(path, None))
+    hdr = nroot / emit.NEWLIB_HEADER
+    hdr_text = _read(hdr)
+    _check_numbers(table, hdr_text, hdr)
+    region = emit.newlib_header_region(table.entries) if table.entries else None
+    changes += _diff(hdr, set_region(hdr_text, region, hdr, begin=emit.C_BEGIN_PREFIX, end=emit.C_END,
+                                     anchor=_header_anchor(hdr), blank_before=True))
+    am_region = emit.makefile_region(table.entries) if table.entries else None
+    new_am = set_region(am_text, am_region, am_path, begin=emit.AM_BEGIN_PREFIX, end=emit.AM_END,
+                        anchor=lambda lines: _sources_assignment(lines, am_path)[1], blank_before=False)
+    am_changes = _diff(am_path, new_am)
+    changes += am_changes
+    return NewlibPlan(changes=changes, hermit_dir=hermit, makefile_changed=bool(am_changes))
+
+
+# ---------------------------------------------------------------------------- transaction
+
+
+class Transaction:
+    """All-or-nothing file edits; see the module docstring.  Use as a context manager."""
+
+    def __init__(self) -> None:
+        self._saved: dict[Path, bytes | None] = {}
+        self.touched: list[Path] = []
+
+    def _save(self, path: Path) -> None:
+        if path not in self._saved:
+            try:
+                self._saved[path] = path.read_bytes()
+            except FileNotFoundError:
+                self._saved[path] = None
+
+    def snapshot(self, path: Path) -> None:
+        """Remember ``path`` so that an external tool may change it (restored on rollback)."""
+        self._save(path)
+
+    def apply(self, change: Change) -> None:
+        self._save(change.path)
+        if change.new is None:
+            try:
+                change.path.unlink()
+            except FileNotFoundError:
+                pass
+        else:
+            write_atomic(change.path, change.new)
+        if change.path not in self.touched:
+            self.touched.append(change.path)
+
+    def changed_snapshots(self) -> list[Path]:
+        out = []
+        for path, old in self._saved.items():
+            try:
+                now = path.read_bytes()
+            except FileNotFoundError:
+                now = None
+            if now != old:
+                out.append(path)
+        return out
+
+    def rollback(self) -> None:
+        for path, old in reversed(list(self._saved.items())):
+            try:
+                if old is None:
+                    if path.exists():
+                        path.unlink()
+                else:
+                    try:
+                        if path.read_bytes() == old:
+                            continue
+                    except FileNotFoundError:
+                        pass
+                    write_atomic(path, old)
+            except OSError as exc:  # pragma: no cover - best effort, reported
+                logger.error("could not restore %s: %s", path, exc)
+
+    def __enter__(self) -> "Transaction":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:  # noqa: ANN001
+        if exc_type is not None:
+            self.rollback()
+        return False
+
+
+def apply_kernel(tx: Transaction, tree: Path, table: Table) -> list[Path]:
+    changes = plan_kernel(tree, table)
+    for change in changes:
+        tx.apply(change)
+    return [c.path for c in changes]
+
+
+def apply_newlib(tx: Transaction, tree: Path, table: Table,
+                 automake: Callable[[Path], None] | None) -> list[Path]:
+    plan = plan_newlib(tree, table)
+    for change in plan.changes:
+        tx.apply(change)
+    written = [c.path for c in plan.changes]
+    if plan.makefile_changed or makefile_in_stale(plan.hermit_dir):
+        from .automake import host_automake
+        runner = automake or host_automake()
+        makefile_in = plan.hermit_dir / "Makefile.in"
+        tx.snapshot(makefile_in)
+        runner(plan.hermit_dir)
+        if makefile_in in tx.changed_snapshots():
+            written.append(makefile_in)
+    return written
+
+
+def generate_kernel(tree: Path, table: Table) -> list[Path]:
+    """Bring the kernel tree in line with ``table``; returns the paths written or deleted."""
+    with Transaction() as tx:
+        paths = apply_kernel(tx, Path(tree), table)
+    for p in paths:
+        logger.info("syscalls: updated %s", p)
+    return paths
+
+
+def generate_newlib(tree: Path, table: Table,
+                    automake: Callable[[Path], None] | None = None) -> list[Path]:
+    """Bring the newlib tree in line with ``table`` and regenerate Makefile.in when
+    Makefile.am changed (``automake(libc/sys/hermit dir)``; None: host automake-1.11)."""
+    with Transaction() as tx:
+        paths = apply_newlib(tx, Path(tree), table, automake)
+    for p in paths:
+        logger.info("syscalls: updated %s", p)
+    return paths
+
+
+# ---------------------------------------------------------------------------- state
+
+
+def makefile_in_objects(path: Path) -> set[str]:
+    """Source base names whose objects the (cygnus-style) Makefile.in builds."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return set()
+    return set(re.findall(r"lib_a-([A-Za-z0-9_]+)\.\$\(OBJEXT\)", text))
+
+
+def generated_in_kernel(tree: Path) -> set[str]:
+    gen = kernel_root(tree) / emit.KERNEL_FILE
+    if not gen.exists():
+        return set()
+    return set(re.findall(r"^[A-Za-z_][\w \t*]*?[\s*]sys_(\w+)\(", gen.read_text(encoding="utf-8"), re.M))
+
+
+def generated_in_newlib(tree: Path) -> set[str]:
+    hermit = newlib_root(tree) / emit.NEWLIB_DIR
+    return {p.stem for p in hermit.glob("*.c") if is_generated_file(p)}
+
+
+def drift(kernel: Path | None, newlib: Path | None, table: Table) -> list[str]:
+    """Human-readable reasons the trees differ from the table (empty: in sync)."""
+    reasons: list[str] = []
+    if kernel is not None:
+        for change in plan_kernel(kernel, table):
+            reasons.append(f"{change.path}: " + ("should not exist" if change.new is None
+                                                 else "differs from the table"))
+    if newlib is not None:
+        plan = plan_newlib(newlib, table)
+        for change in plan.changes:
+            reasons.append(f"{change.path}: " + ("should not exist" if change.new is None
+                                                 else "differs from the table"))
+        if not plan.makefile_changed:
+            stale = makefile_in_stale(plan.hermit_dir)
+            if stale:
+                reasons.append(f"{plan.hermit_dir / 'Makefile.in'}: stale (regenerate with automake 1.11); "
+                               + stale)
+    return reasons
+
+
+def makefile_in_stale(hermit_dir: Path) -> str:
+    """Why Makefile.in does not build what Makefile.am lists ("" when it does or cannot tell)."""
+    am_path = hermit_dir / "Makefile.am"
+    sources = {Path(s).stem for s in makefile_sources(_read(am_path), am_path, outside_region=False)}
+    objects = makefile_in_objects(hermit_dir / "Makefile.in")
+    if not objects or objects == sources:
+        return ""
+    missing, extra = sorted(sources - objects), sorted(objects - sources)
+    return "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                       f"extra {', '.join(extra)}" if extra else "") if part)
+
+
+def touched_files(paths: Iterable[Path]) -> list[str]:
+    return [str(p) for p in paths]
