@@ -487,7 +487,9 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
                       "rename the recipe", data, "name", field="name")
 
     variant = None
-    merged: dict[str, Any] = dict(data)
+    merged = LineDict(data)  # keeps line numbers, so errors about merged fields name a line
+    merged.line = getattr(data, "line", 1) or 1
+    merged.key_lines = dict(getattr(data, "key_lines", {}))
     if "variants" in data:
         variants = data["variants"]
         setting = _str(c, data, "variant_setting", "", required=True)
@@ -509,6 +511,7 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
                 raise c.error(f"'{key}' is set both at the top and in variant '{chosen}'",
                               "set it in one place only", vnode, key, field=f"variants.{chosen}.{key}")
         merged.update(vnode)
+        merged.key_lines.update(getattr(vnode, "key_lines", {}))
         variant = str(chosen)
     elif "variant_setting" in data:
         raise c.error("'variant_setting' without 'variants'", "add variants or remove variant_setting",
@@ -579,31 +582,54 @@ def load_recipes(recipes_dir: Path, patches_root: Path,
     recipes = {p.stem: load_recipe(p, patches_root, settings_values) for p in files}
     graph: dict[str, set[str]] = {}
     for rec in recipes.values():
-        data_line = None
         for dep in rec.depends:
             if dep not in recipes:
                 raise RecipeError(f"depends on unknown recipe '{dep}'",
                                   "known recipes: " + ", ".join(sorted(recipes)),
-                                  file=rec.file, line=data_line, field="depends")
+                                  file=rec.file, line=_graph_line(rec, "depends", dep),
+                                  field="depends")
         if rec.tree_from is not None:
             owner = recipes.get(rec.tree_from)
             if owner is None:
                 raise RecipeError(f"tree_from names unknown recipe '{rec.tree_from}'",
                                   "known recipes: " + ", ".join(sorted(recipes)), file=rec.file,
-                                  field="tree_from")
+                                  line=_graph_line(rec, "tree_from"), field="tree_from")
             if owner.tree_from is not None:
                 raise RecipeError(f"tree_from '{rec.tree_from}' itself borrows its tree",
                                   f"point tree_from at '{owner.tree_from}'", file=rec.file,
-                                  field="tree_from")
+                                  line=_graph_line(rec, "tree_from"), field="tree_from")
         graph[rec.name] = set(rec.depends) | ({rec.tree_from} if rec.tree_from else set())
     try:
-        order = tuple(graphlib.TopologicalSorter(graph).static_order())
+        tuple(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as exc:
-        cycle = " -> ".join(exc.args[1])
-        raise RecipeError(f"dependency cycle: {cycle}", "remove one of these dependencies",
-                          file=recipes_dir, field="depends") from None
+        nodes = list(exc.args[1])  # each node is a dependency of the next one
+        cycle = " -> ".join(reversed(nodes))
+        rec, dep = recipes[nodes[1]], nodes[0]
+        key = "depends" if dep in rec.depends else "tree_from"
+        raise RecipeError(f"dependency cycle: {cycle} (each depends on the next)",
+                          f"remove one of these dependencies, e.g. '{dep}' from {rec.file.name}",
+                          file=rec.file, line=_graph_line(rec, key, dep), field=key) from None
     # stable order: among ready recipes prefer file order for readability
     return RecipeSet(recipes=recipes, order=_stable_topo(graph))
+
+
+def _graph_line(rec: Recipe, key: str, item: str | None = None) -> int | None:
+    """The line of ``key`` (or of list item ``item`` under it) in ``rec``'s file, for errors
+    found only when the whole set is known (the Recipe objects keep no line numbers)."""
+    try:
+        data = load_yaml(rec.file, RecipeError)
+    except RecipeError:
+        return None
+    nodes = [data]
+    if rec.variant is not None and isinstance(data, dict) and isinstance(data.get("variants"), dict):
+        nodes.insert(0, data["variants"].get(rec.variant))
+    for node in nodes:
+        if isinstance(node, LineDict) and key in node:
+            value = node[key]
+            if item is not None and isinstance(value, LineList) and item in value:
+                return value.line_of(value.index(item))
+            return node.line_of(key)
+    return None
 
 
 def _stable_topo(graph: Mapping[str, set[str]]) -> tuple[str, ...]:
