@@ -15,8 +15,9 @@ Contract:
   digests cached by (size, mtime, ctime, inode) in ``stamps_dir/prepare``.
 - :func:`prepare_tree` builds the tree in a temp dir beside the target
   (``src_dir/.<owner>.new-*``): sources fetched by :mod:`hermitbuild.fetch`
-  and checked out / unpacked into it (or the override directory copied, working
-  tree files including uncommitted changes, without ``.git``), the patch series
+  and checked out / unpacked into it (or the override directory
+  ``settings.overrides[<tree owner name>]`` copied: working tree files including
+  uncommitted changes, without ``.git``; patches still apply to it), the patch series
   applied (:func:`hermitbuild.patch.apply_series`), then ``generate(tree)`` (the
   syscall generator hook).  For ``incremental`` recipes with an existing tree,
   files whose bytes did not change get their old mtime back and changed or new
@@ -29,6 +30,10 @@ Contract:
   concurrent prepares of the same tree (the second one finds it prepared).
 - :func:`is_prepared` is true when the tree exists and its stamp holds the
   current :func:`tree_identity`.
+- ``syscall_digest`` (keyword of :func:`prepare_tree`, an addition to the
+  original contract) must be the digest the caller passes to
+  :func:`is_prepared`/:func:`tree_identity`; it describes what ``generate``
+  writes and is recorded in the stamp.
 """
 
 from __future__ import annotations

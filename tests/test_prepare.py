@@ -349,3 +349,30 @@ def test_git_source_pin_change_and_incremental(env: Env) -> None:
     assert (tree / "kernel/k4.c").stat().st_mtime_ns > old
     assert all((tree / f"kernel/k{i}.c").stat().st_mtime_ns == old for i in range(10) if i != 4)
     assert prepare.is_prepared(env.recipe("hermit-bootstrap"), s)
+
+
+def test_concurrent_prepares_of_one_tree_are_serialised(env: Env) -> None:
+    import threading
+    env.add_recipe("a", override_files={f"f{i}.c": f"int f{i};\n" for i in range(200)})
+    s, rec = env.settings(), env.recipe("a")
+    calls: list[Path] = []
+    errors: list[BaseException] = []
+
+    def hook(tree: Path) -> None:
+        calls.append(tree)
+
+    def run() -> None:
+        try:
+            prepare.prepare_tree(rec, s, hook)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(calls) == 1  # the others found the tree prepared once they got the lock
+    assert prepare.is_prepared(rec, s) and leftovers(s) == []
+    assert len(list((s.src_dir / "a").iterdir())) == 200
