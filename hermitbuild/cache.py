@@ -43,9 +43,11 @@ Local cache
   every hit) down to ``max_size`` bytes; ``put`` prunes automatically when over the bound.
 
 Remote cache
-  :class:`RemoteCache`: plain HTTP(S): ``HEAD``/``GET``/``PUT`` on ``<base>/<key>`` and
-  ``<base>/<key>.sha256`` (the artifact is uploaded before its checksum, and readers look
-  at the checksum first, so a half-uploaded artifact is a miss).  Optional bearer token,
+  :class:`RemoteCache`: plain HTTP(S): ``HEAD``/``GET``/``PUT`` on ``<base>/<key>`` and on
+  ``<base>/<checksum_key(key)>``, a small object ``"<sha256 of the artifact>  <key>"`` whose
+  name is itself 64 hex digits (so bazel-remote's ``/ac/`` accepts it).  The artifact is
+  uploaded before its checksum and readers look at the checksum first, so a half-uploaded
+  artifact is a miss; a download must match the checksum and carry the right manifest key.  Optional bearer token,
   timeouts and retries.  Network trouble never raises: it logs a warning, returns
   ``None``/``False`` and marks the remote as down for the rest of the run so the build
   falls back to building locally at once.  Mode ``read`` never sends a ``PUT``.
@@ -122,6 +124,12 @@ def sha256_file(path: Path | str) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
+
+
+def checksum_key(key: str) -> str:
+    """The remote name of the checksum object of ``key``: itself 64 hex digits, so that stores
+    which accept only sha256-shaped keys (bazel-remote's ``/ac/``) hold it too."""
+    return hashlib.sha256(f"hermitbuild-checksum:{check_key(key)}".encode("ascii")).hexdigest()
 
 
 def check_key(key: str) -> str:
@@ -512,6 +520,7 @@ def _walk_members(artifact: Path, expected_key: str | None,
                         raise _bad(artifact, f"{rel!r} should be a directory")
                     if target is not None:
                         os.mkdir(target, 0o700)
+                        os.chmod(target, (item["mode"] & 0o777) | 0o700)
                 elif kind == "symlink":
                     if not member.issym() or member.linkname != item["target"]:
                         raise _bad(artifact, f"{rel!r} should be a symlink to {item['target']!r}")
@@ -618,33 +627,48 @@ def _check_conflicts(files: Sequence[dict], dest_root: Path) -> None:
 
 
 def _merge(files: Sequence[dict], stage: Path, backup: Path, dest_root: Path) -> None:
+    """Move the verified entries into place; undo everything on any failure.
+
+    A directory missing in ``dest_root`` is moved over whole (one rename for its subtree);
+    files over existing paths are replaced one by one, the old ones kept as hard links in
+    ``backup`` until the end so they can be put back.
+    """
     backup.mkdir()
     done: list[tuple[str, str, str | None]] = []
+    moved: set[str] = set()
     try:
         for i, item in enumerate(files):
-            dest = os.path.join(dest_root, item["path"])
+            path = item["path"]
+            parent = posixpath.dirname(path)
+            if parent in moved:
+                if item["type"] == "dir":
+                    moved.add(path)
+                continue
+            dest = os.path.join(dest_root, path)
+            src = os.path.join(stage, path)
             if item["type"] == "dir":
                 if not os.path.lexists(dest):
                     try:
-                        os.mkdir(dest)
-                    except FileExistsError:  # a concurrent restore made it
-                        if os.path.isdir(dest):
-                            continue
-                        raise
-                    os.chmod(dest, item["mode"] & 0o777)
-                    done.append(("mkdir", dest, None))
+                        os.rename(src, dest)
+                    except OSError as exc:  # a concurrent restore made it meanwhile
+                        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not os.path.isdir(dest):
+                            raise
+                    else:
+                        done.append(("movedir", dest, src))
+                        moved.add(path)
                 continue
             saved = None
             if os.path.lexists(dest):
                 saved = os.path.join(backup, str(i))
                 os.link(dest, saved, follow_symlinks=False)
-            os.replace(os.path.join(stage, item["path"]), dest)
+            os.replace(src, dest)
             done.append(("file", dest, saved))
     except BaseException as exc:
         for kind, dest, saved in reversed(done):
             with contextlib.suppress(OSError):
-                if kind == "mkdir":
-                    os.rmdir(dest)
+                if kind == "movedir":
+                    assert saved is not None
+                    os.rename(dest, saved)
                 elif saved is not None:
                     os.replace(saved, dest)
                 else:
@@ -927,8 +951,11 @@ class RemoteCache:
     def __repr__(self) -> str:
         return f"RemoteCache({self.base_url!r}, mode={self.mode!r})"
 
-    def url(self, key: str, suffix: str = "") -> str:
-        return f"{self.base_url}/{check_key(key)}{suffix}"
+    def url(self, key: str) -> str:
+        return f"{self.base_url}/{check_key(key)}"
+
+    def checksum_url(self, key: str) -> str:
+        return f"{self.base_url}/{checksum_key(key)}"
 
     def _request(self, method: str, url: str, body: Callable[[], Any] | None = None,
                  **kwargs: Any) -> requests.Response:
@@ -963,7 +990,7 @@ class RemoteCache:
         if self.down:
             return False
         try:
-            resp = self._request("HEAD", self.url(key, ".sha256"), allow_redirects=True)
+            resp = self._request("HEAD", self.checksum_url(key), allow_redirects=True)
         except _Unreachable as exc:
             self._unreachable(f"checking {key[:12]}", exc)
             return False
@@ -974,13 +1001,13 @@ class RemoteCache:
         return resp.status_code == 200
 
     def get(self, key: str, dest: Path) -> Path | None:
-        """Download ``key`` to ``dest`` (verified against ``<key>.sha256``), or None on any trouble."""
+        """Download ``key`` to ``dest`` (verified against its checksum object), or None on any trouble."""
         if self.down:
             return None
         dest = Path(dest)
         part = dest.with_name(dest.name + ".part")
         try:
-            resp = self._request("GET", self.url(key, ".sha256"))
+            resp = self._request("GET", self.checksum_url(key))
             if resp.status_code == 404:
                 logger.info("remote cache miss for %s", key[:12])
                 return None
@@ -989,14 +1016,14 @@ class RemoteCache:
                 return None
             fields = resp.text.split()
             if not fields or not _SHA_RE.match(fields[0]):
-                logger.warning("remote cache: %s.sha256 is malformed; ignoring the entry", key[:12])
+                logger.warning("remote cache: the checksum object of %s is malformed; ignoring the entry", key[:12])
                 return None
             expected = fields[0]
             for attempt in range(self.retries + 1):
                 resp = self._request("GET", self.url(key), stream=True)
                 if resp.status_code != 200:
                     if resp.status_code == 404:
-                        logger.warning("remote cache: %s.sha256 exists but the artifact does not",
+                        logger.warning("remote cache: the checksum of %s exists but the artifact does not",
                                        key[:12])
                     else:
                         self._refused("reading", key, resp)
@@ -1041,7 +1068,7 @@ class RemoteCache:
         return None
 
     def put(self, key: str, path: Path) -> bool:
-        """Upload an artifact and then its ``.sha256``; False (never raises) when that did not work."""
+        """Upload an artifact and then its checksum object; False (never raises) when that did not work."""
         if self.mode != "readwrite":
             logger.info("remote cache is read-only; not pushing %s", key[:12])
             return False
@@ -1057,7 +1084,7 @@ class RemoteCache:
                 self._refused("writing", key, resp)
                 return False
             side = f"{digest}  {key}\n".encode("ascii")
-            resp = self._request("PUT", self.url(key, ".sha256"), body=lambda: side,
+            resp = self._request("PUT", self.checksum_url(key), body=lambda: side,
                                  headers={"Content-Type": "text/plain"})
             resp.close()
             if resp.status_code not in (200, 201, 204):

@@ -209,23 +209,35 @@ def test_a_correct_handmade_artifact_is_accepted(tmp_path: Path, dest: Path) -> 
     assert (dest / "bin" / "x86_64-hermit-gcc").read_bytes() == GOOD
 
 
-def test_failure_while_merging_rolls_back(artifact: Path, dest: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("fail_at", [1, 2, 3, 4, 5])
+def test_failure_while_merging_rolls_back(artifact: Path, dest: Path, monkeypatch, fail_at: int) -> None:
+    """The n-th rename/replace into the prefix fails: everything already moved is undone."""
     before = snapshot(dest)
-    real_replace = os.replace
+    real = {"replace": os.replace, "rename": os.rename}
     calls = {"n": 0}
 
-    def flaky(src, dst):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise OSError(28, "No space left on device")
-        return real_replace(src, dst)
+    def flaky(name):
+        def inner(src, dst):
+            if (not calls.get("failed") and str(dst).startswith(str(dest))
+                    and ".hermitbuild-restore" not in str(dst)):
+                calls["n"] += 1
+                if calls["n"] == fail_at:
+                    calls["failed"] = True
+                    raise OSError(28, "No space left on device")
+            return real[name](src, dst)
+        return inner
 
-    monkeypatch.setattr(cache.os, "replace", flaky)
+    monkeypatch.setattr(cache.os, "replace", flaky("replace"))
+    monkeypatch.setattr(cache.os, "rename", flaky("rename"))
     with pytest.raises(CacheError, match="cannot restore"):
         restore_artifact(artifact, dest, KEY_A)
-    monkeypatch.setattr(cache.os, "replace", real_replace)
-    assert calls["n"] >= 4
+    monkeypatch.setattr(cache.os, "replace", real["replace"])
+    monkeypatch.setattr(cache.os, "rename", real["rename"])
+    assert calls["n"] == fail_at
     assert snapshot(dest) == before
+    # and the same artifact restores fine afterwards
+    restore_artifact(artifact, dest, KEY_A)
+    assert (dest / "keep").read_text() == "keep me"
 
 
 def test_conflicting_directory_leaves_prefix_untouched(artifact: Path, dest: Path) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from hermitbuild import cache
-from hermitbuild.cache import (LocalCache, RemoteCache, cache_cli, compute_key, fetch_artifact,
+from hermitbuild.cache import (LocalCache, RemoteCache, cache_cli, checksum_key, compute_key, fetch_artifact,
                                install_from_cache, pack_artifact, publish)
 from hermitbuild.recipe import Recipe, RecipeSet
 
@@ -43,12 +44,14 @@ def test_store_then_restore_on_a_fresh_local_cache(tmp_path: Path, nginx: NginxS
     remote = fast(nginx.url)
     publish(key(1), art, LocalCache(tmp_path / "cache1", 0), remote)
     assert nginx.stored(key(1)).read_bytes() == art.read_bytes()
-    assert nginx.stored(f"{key(1)}.sha256").read_text().split()[0] == hashlib.sha256(
+    assert nginx.stored(checksum_key(key(1))).read_text().split()[0] == hashlib.sha256(
         art.read_bytes()).hexdigest()
     # artifact first, checksum second
     puts = [uri for m, uri, _ in nginx.requests() if m == "PUT"]
-    assert puts == [f"/cache/{key(1)}", f"/cache/{key(1)}.sha256"]
+    assert puts == [f"/cache/{key(1)}", f"/cache/{checksum_key(key(1))}"]
     assert remote.has(key(1)) and not remote.has(key(2))
+    # every object name is 64 hex digits: bazel-remote's /ac/<key> accepts the same requests
+    assert all(re.fullmatch(r"/cache/[0-9a-f]{64}", uri) for _, uri, _ in nginx.requests())
 
     fresh = LocalCache(tmp_path / "cache2", 0)
     prefix = tmp_path / "prefix"
@@ -99,7 +102,7 @@ def test_corrupt_remote_artifact_is_rejected(tmp_path: Path, nginx: NginxServer,
     else:  # a valid artifact of another key, with a matching checksum object: a lying server
         other = pack_artifact(stage, key(2), INPUTS, tmp_path / "other.tar.gz")
         shutil.copyfile(other, stored)
-        nginx.stored(f"{key(1)}.sha256").write_text(
+        nginx.stored(checksum_key(key(1))).write_text(
             f"{hashlib.sha256(other.read_bytes()).hexdigest()}  {key(1)}\n")
     lc = LocalCache(tmp_path / "c", 0)
     prefix = tmp_path / "prefix"
