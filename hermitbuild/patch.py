@@ -515,6 +515,12 @@ def apply_series(tree: Path, patches: Sequence[PatchSpec], recipe: str = "") -> 
                                 "the tree (through a symlink)",
                                 "patches may only touch files inside the source tree", target=rel)
                 affected[rel] = None
+                for parent in Path(rel).parents:
+                    if str(parent) != "." and (tree / parent).exists() and \
+                            not (tree / parent).is_dir():
+                        raise _fail(p.spec, recipe, f"the patch needs {parent} to be a directory, "
+                                    "but it is a file in the tree",
+                                    "check the patch is for this source version", target=rel)
 
     scratch = Path(tempfile.mkdtemp(prefix="hermitbuild-patch-"))
     try:
@@ -527,14 +533,25 @@ def apply_series(tree: Path, patches: Sequence[PatchSpec], recipe: str = "") -> 
             if existed[rel]:
                 for base in (work, orig):
                     dst = base / rel
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(src, dst)
+                    try:
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(src, dst)
+                    except OSError as exc:
+                        raise _fail(parsed[0].spec, recipe, f"cannot read {rel}: {exc.strerror}",
+                                    "check the file's permissions (and the free space in the "
+                                    "temp dir)", target=rel) from None
             elif src.exists() or src.is_symlink():
                 raise _fail(parsed[0].spec, recipe, f"{rel} is not a regular file in the tree",
                             "patches can only change regular files", target=rel)
         for p in parsed:
             logger.info("applying %s%s", p.spec.name, f" to {recipe}" if recipe else "")
-            _apply_one(p, work, recipe)
+            try:
+                _apply_one(p, work, recipe)
+            except OSError as exc:  # e.g. a file where the patch needs a directory
+                target = os.path.relpath(exc.filename, work) if exc.filename else ""
+                raise _fail(p.spec, recipe, f"the patch cannot be applied: {exc.strerror}",
+                            "check the patch's file names against the tree (a path may name a "
+                            "file where a directory is needed)", target=target) from None
         _commit(tree, work, orig, existed, recipe, parsed[-1].spec)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

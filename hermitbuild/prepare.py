@@ -417,6 +417,12 @@ def prepare_tree(recipe: Recipe, settings: Settings, generate: Callable[[Path], 
                 raise HermitBuildError(f"could not move the prepared tree into {target}", str(exc),
                                        f"check permissions of {src_dir}; nothing was changed",
                                        recipe=owner.name) from None
+        except OSError as exc:
+            _rmtree(work)
+            raise HermitBuildError(f"preparing the tree of '{owner.name}' failed",
+                                   f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+                                   f"check free disk space and permissions under {src_dir}; the "
+                                   "previous tree (if any) is unchanged", recipe=owner.name) from None
         except BaseException:
             _rmtree(work)
             raise

@@ -256,3 +256,42 @@ def test_random_edits_match_git(tmp_path: Path, seed: int) -> None:
     for rel, data in after.items():
         want = data.encode() if isinstance(data, str) else data
         assert (tree / rel).read_bytes() == want, rel
+
+
+def test_file_where_a_directory_is_needed(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    write_tree(tree, {"a": "i am a file\n"})
+    patch = make_patch({}, {"a/b.txt": "x\n"}, tmp_path, tmp_path / "0001-dir.patch")
+    before = snapshot(tree)
+    with pytest.raises(PatchError, match="to be a directory") as err:
+        apply_series(tree, [spec(patch)])
+    assert "0001-dir.patch" in str(err.value)
+    assert snapshot(tree) == before
+
+
+def test_failure_while_writing_into_the_tree_rolls_back(tmp_path: Path, monkeypatch) -> None:
+    """Disk trouble in the middle of the final copy-back: files already written are restored."""
+    import hermitbuild.patch as patch_mod
+    base = {"a.c": lines(5), "b.c": lines(5, "b"), "c.c": lines(5, "c")}
+    after = {"a.c": lines(5) + "x\n", "b.c": lines(5, "b") + "y\n", "c.c": lines(5, "c") + "z\n",
+             "new/d.c": "d\n"}
+    patch = make_patch(base, after, tmp_path, tmp_path / "0001-three.patch")
+    tree = tmp_path / "tree"
+    write_tree(tree, base)
+    before = snapshot(tree)
+    real_replace = os.replace
+    into_tree: list[str] = []
+
+    def flaky_replace(src, dst, *a, **kw):
+        if str(dst).startswith(str(tree)) and not str(src).endswith(".hb-restore"):
+            into_tree.append(str(dst))
+            if len(into_tree) == 3:
+                raise OSError(28, "No space left on device", str(dst))
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(patch_mod.os, "replace", flaky_replace)
+    with pytest.raises(PatchError, match="No space left") as err:
+        apply_series(tree, [spec(patch)])
+    assert "restored" in str(err.value)
+    assert len(into_tree) == 3
+    assert snapshot(tree) == before
