@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hermitbuild.errors import RecipeError
-from hermitbuild.recipe import (PLACEHOLDERS, Recipe, RecipeSet, check_patch_header, load_recipe,
+from hermitbuild.recipe import (PLACEHOLDERS, RecipeSet, check_patch_header, load_recipe,
                                 load_recipes)
 
 ROOT = Path(__file__).resolve().parent.parent
