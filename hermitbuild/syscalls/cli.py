@@ -22,7 +22,6 @@ from typing import Callable, Sequence
 
 from ..errors import HermitBuildError, SyscallError
 from ..settings import Settings
-from ..yamlutil import write_atomic
 from . import emit
 from .automake import host_automake
 from .catalog import CATALOG, KERNEL_SYSCALLS, catalog_entry
@@ -32,7 +31,7 @@ from .tablefile import add_entry_text, remove_entry_text
 from .tree import (Transaction, apply_kernel, apply_newlib, drift, generated_in_kernel,
                    generated_in_newlib, scan_kernel_syscalls)
 
-Trees = Callable[[], tuple["Path | None", "Path | None"]]
+Trees = Callable[[], "tuple[Path | None, Path | None]"]
 Automake = Callable[[Path], None]
 
 
@@ -197,7 +196,8 @@ def _read_table_text(path: Path) -> str:
         return "syscalls: []\n"
 
 
-def _add(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa: ANN001
+def _add(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
+         newlib: Path | None, automake: Automake) -> int:
     current = load_table(table_path) if table_path.exists() else Table(table_path)
     if current.get(args.name):
         raise SyscallError(f"{args.name!r} is already in the table (line {current.get(args.name).line})",
@@ -220,7 +220,8 @@ def _add(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa: 
     return 0
 
 
-def _remove(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa: ANN001
+def _remove(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
+            newlib: Path | None, automake: Automake) -> int:
     current = load_table(table_path)
     if current.get(args.name) is None:
         raise SyscallError(f"{args.name!r} is not in the table", "see `doit syscall list`",
@@ -236,7 +237,8 @@ def _remove(args, settings, table_path, kernel, newlib, automake) -> int:  # noq
     return 0
 
 
-def _apply(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa: ANN001
+def _apply(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
+           newlib: Path | None, automake: Automake) -> int:
     table = load_table(table_path, known_kernel=_known_kernel(kernel))
     written = _commit(table_path, None, table, kernel, newlib, automake, True)
     if not written:
@@ -245,7 +247,8 @@ def _apply(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa
     return 0
 
 
-def _list(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa: ANN001
+def _list(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
+          newlib: Path | None, automake: Automake) -> int:
     table = load_table(table_path, known_kernel=_known_kernel(kernel))
     in_kernel = generated_in_kernel(kernel) if kernel is not None else None
     in_newlib = generated_in_newlib(newlib) if newlib is not None else None
@@ -269,7 +272,8 @@ def _list(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa:
     return 0
 
 
-def _check(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa: ANN001
+def _check(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
+           newlib: Path | None, automake: Automake) -> int:
     table = load_table(table_path, known_kernel=_known_kernel(kernel))
     reasons = drift(kernel, newlib, table)
     if reasons:
@@ -280,12 +284,13 @@ def _check(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa
         return 1
     missing = [label for label, tree in (("kernel", kernel), ("newlib", newlib)) if tree is None]
     print(f"{table_path}: {len(table)} system call(s), valid"
-          + (f"; trees in sync" if len(missing) < 2 else "")
+          + ("; trees in sync" if len(missing) < 2 else "")
           + (f"; not prepared: {', '.join(missing)}" if missing else ""))
     return 0
 
 
-def _export(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa: ANN001
+def _export(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
+            newlib: Path | None, automake: Automake) -> int:
     table = load_table(table_path, known_kernel=_known_kernel(kernel))
     if kernel is None and newlib is None:
         raise SyscallError("no prepared tree to export from", "run `doit toolchain` (or `doit prepare`) first")
@@ -298,7 +303,8 @@ def _export(args, settings, table_path, kernel, newlib, automake) -> int:  # noq
     return 0
 
 
-def _catalog(args, settings, table_path, kernel, newlib, automake) -> int:  # noqa: ANN001
+def _catalog(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
+             newlib: Path | None, automake: Automake) -> int:
     for name in sorted(CATALOG):
         signature, header, mode = CATALOG[name]
         print(f"{name:<14} {signature:<70} <{header}> {mode}")

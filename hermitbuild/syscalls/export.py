@@ -102,7 +102,7 @@ def export_patches(kernel: Path | None, newlib: Path | None, table: Table, out: 
         if patch:
             written.append(patch)
     if newlib is not None:
-        nroot = newlib_root(newlib)
+        newlib_root(newlib)  # fails early with a clear error when this is no newlib tree
         repo_root = Path(newlib)
         full_plan, none_plan = plan_newlib(newlib, table), plan_newlib(newlib, empty)
         full, none = full_plan.changes, none_plan.changes

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -205,7 +205,8 @@ class Entry:
     def kernel_data(self) -> dict[str, Any]:
         return {"name": self.name, "returns": self.returns.kernel(),
                 "params": [p.kernel() for p in self.params], "stub": self.stub,
-                "body": self.body, "includes": list(self.includes), "number": self.number}
+                "body": self.body, "includes": list(self.includes), "number": self.number,
+                "doc": self.doc}
 
     def newlib_data(self) -> dict[str, Any]:
         return {"name": self.name, "returns": self.returns.newlib(),

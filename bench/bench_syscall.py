@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Bench: adding a system call with hermitbuild vs. the HermitCore guide's procedure.
+
+Both start from the same built fixture trees (tests/fixtures/trees: a miniature
+libhermit built with cmake, a miniature newlib libc/sys/hermit configured and built
+in-tree with the host gcc against Debian's newlib headers), optionally padded with
+--pad extra C files in each so the rebuild is not trivially small, and both end
+with the libraries "installed" (copied into a prefix):
+
+- guide:       the guide's edits for `rename` are made (not timed: that is the
+               reader typing), then what the guide runs is timed: kernel `make` +
+               install; newlib `make distclean`, automake-1.11, ./configure, `make`,
+               install.
+- hermitbuild: `doit syscall add rename` (cli_main: table + generated files +
+               automake) is timed together with what `doit toolchain` then has to
+               do: kernel cmake re-glob + incremental make + install; newlib
+               incremental make (config.status regenerates the Makefile) + install.
+
+Prints both times and the ratio guide / hermitbuild.  Needs automake-1.11,
+autoconf2.64, cmake, gcc and libnewlib-dev.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from hermitbuild.runner import run  # noqa: E402
+from hermitbuild.settings import Settings  # noqa: E402
+from hermitbuild.syscalls import cli_main, host_automake  # noqa: E402
+
+from helpers_syscalls import HERMIT_REL, prepare_fixture, tool_env  # noqa: E402
+
+
+def gcc_include() -> str:
+    return subprocess.run(["gcc", "-print-file-name=include"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def newlib_env() -> dict[str, str]:
+    env = tool_env()
+    env["CFLAGS"] = (f"-O2 -nostdinc -isystem /usr/include/newlib -isystem {gcc_include()} "
+                     "-DREENTRANT_SYSCALLS_PROVIDED -D__DYNAMIC_REENT__")
+    return env
+
+
+def sh(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    run(argv, cwd=cwd, env=env, replace_env=env is not None, capture=True)
+
+
+def pad(kernel: Path, newlib: Path, count: int) -> None:
+    """Add `count` small C files to the kernel module and to lib_a_SOURCES."""
+    hermit = newlib / HERMIT_REL
+    names = []
+    for i in range(count):
+        body = "".join(f"int pad{i}_{j}(int x) {{ return x * {j} + {i}; }}\n" for j in range(40))
+        (kernel / "kernel" / f"pad{i}.c").write_text(body)
+        (hermit / f"pad{i}.c").write_text('#include "config.h"\n' + body)
+        names.append(f"pad{i}.c")
+    am = hermit / "Makefile.am"
+    am.write_text(am.read_text().replace("close.c unlink.c", "close.c unlink.c " + " ".join(names)))
+    sh(["automake-1.11", "--cygnus", "Makefile"], hermit, tool_env())
+    shutil.rmtree(hermit / "autom4te.cache", ignore_errors=True)
+
+
+def initial_build(kernel: Path, newlib: Path, prefix: Path, jobs: int) -> None:
+    hermit = newlib / HERMIT_REL
+    sh(["autoconf2.64"], hermit, tool_env())
+    shutil.rmtree(hermit / "autom4te.cache", ignore_errors=True)
+    sh(["./configure"], hermit, newlib_env())
+    sh(["make", f"-j{jobs}"], hermit, newlib_env())
+    build = kernel / "build"
+    build.mkdir()
+    sh(["cmake", "-DCMAKE_C_FLAGS=-ffreestanding -nostdinc -O2", ".."], build)
+    sh(["make", f"-j{jobs}"], build)
+    install(kernel, newlib, prefix)
+
+
+def install(kernel: Path, newlib: Path, prefix: Path) -> None:
+    (prefix / "lib").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(newlib / HERMIT_REL / "lib.a", prefix / "lib" / "libc.a")
+    shutil.copy2(kernel / "build" / "libhermit.a", prefix / "lib" / "libhermit.a")
+
+
+GUIDE_KERNEL = """
+int sys_rename(const char *oldpath, const char *newpath)
+{
+	/* you will do the implementation later, for now just return success :) */
+	(void)oldpath;
+	(void)newpath;
+	return 0;
+}
+"""
+
+GUIDE_NEWLIB = """#include "config.h"
+#include <reent.h>
+#include <errno.h>
+#include "syscall.h"
+
+int
+_rename_r (struct _reent *p, const char *oldpath, const char *newpath)
+{
+	int ret;
+
+	ret = sys_rename(oldpath, newpath);
+	if (ret < 0) {
+		p->_errno = -ret;
+		ret = -1;
+	}
+
+	return ret;
+}
+
+int
+rename (const char *oldpath, const char *newpath)
+{
+	return _rename_r(_REENT, oldpath, newpath);
+}
+"""
+
+
+def guide_edits(kernel: Path, newlib: Path) -> None:
+    """What the reader of the guide types by hand (not timed)."""
+    with open(kernel / "kernel" / "syscall.c", "a") as fh:
+        fh.write(GUIDE_KERNEL)
+    for header in (kernel / "include/hermit/syscall.h", newlib / HERMIT_REL / "syscall.h"):
+        text = header.read_text()
+        header.write_text(text.replace("int sys_close(int fd);",
+                                       "int sys_close(int fd);\nint sys_rename(const char *oldpath, "
+                                       "const char *newpath);"))
+    hermit = newlib / HERMIT_REL
+    (hermit / "rename.c").write_text(GUIDE_NEWLIB)
+    am = hermit / "Makefile.am"
+    am.write_text(am.read_text().replace("close.c unlink.c", "close.c unlink.c rename.c"))
+
+
+def guide_procedure(kernel: Path, newlib: Path, prefix: Path, jobs: int) -> float:
+    hermit = newlib / HERMIT_REL
+    start = time.monotonic()
+    sh(["make", f"-j{jobs}"], kernel / "build")
+    sh(["make", "distclean"], hermit, newlib_env())
+    sh(["automake-1.11", "--cygnus", "Makefile"], hermit, tool_env())
+    sh(["./configure"], hermit, newlib_env())
+    sh(["make", f"-j{jobs}"], hermit, newlib_env())
+    install(kernel, newlib, prefix)
+    return time.monotonic() - start
+
+
+def hermitbuild_procedure(root: Path, kernel: Path, newlib: Path, prefix: Path, jobs: int) -> float:
+    (root / "syscalls").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "syscalls" / "table.yaml", root / "syscalls" / "table.yaml")
+    settings = Settings(root=root, build_dir=root / "build")
+    hermit = newlib / HERMIT_REL
+    start = time.monotonic()
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = cli_main(["add", "rename"], settings, trees=lambda: (kernel, newlib), automake=host_automake())
+    if rc != 0:
+        raise SystemExit("doit syscall add rename failed")
+    sh(["cmake", "."], kernel / "build")  # kernel/*.c is globbed at configure time
+    sh(["make", f"-j{jobs}"], kernel / "build")
+    sh(["make", f"-j{jobs}"], hermit, newlib_env())
+    install(kernel, newlib, prefix)
+    return time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pad", type=int, default=100, help="extra C files per tree (default 100)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    for tool in ("automake-1.11", "autoconf2.64", "cmake", "gcc", "make"):
+        if shutil.which(tool) is None:
+            print(f"bench_syscall: {tool} is missing", file=sys.stderr)
+            return 2
+    with tempfile.TemporaryDirectory(prefix="bench-syscall-") as tmp:
+        base = Path(tmp)
+        results = {}
+        for label in ("guide", "hermitbuild"):
+            work = base / label
+            work.mkdir()
+            kernel, newlib = prepare_fixture(work)
+            pad(kernel, newlib, args.pad)
+            prefix = work / "prefix"
+            initial_build(kernel, newlib, prefix, args.jobs)
+            if label == "guide":
+                guide_edits(kernel, newlib)
+                results[label] = guide_procedure(kernel, newlib, prefix, args.jobs)
+            else:
+                results[label] = hermitbuild_procedure(work / "project", kernel, newlib, prefix, args.jobs)
+            objs = subprocess.run(["ar", "t", str(prefix / "lib" / "libc.a")], capture_output=True,
+                                  text=True).stdout
+            if "rename" not in objs:
+                raise SystemExit(f"{label}: rename is not in the installed libc.a")
+    g, h = results["guide"], results["hermitbuild"]
+    print(f"fixture trees padded with {args.pad} C files each, make -j{args.jobs}")
+    print(f"guide procedure (distclean, automake, configure, full rebuild): {g:7.2f} s")
+    print(f"doit syscall add rename + incremental rebuild:                  {h:7.2f} s")
+    print(f"ratio guide / hermitbuild: {g / h:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
