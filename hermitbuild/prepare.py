@@ -410,10 +410,16 @@ def prepare_tree(recipe: Recipe, settings: Settings, generate: Callable[[Path], 
                 kept, refreshed = keep_unchanged_mtimes(target, work)
                 logger.info("%s: incremental: %d files unchanged (old mtime kept), %d changed",
                             owner.name, kept, refreshed)
-            _stamp_path(owner.name, settings).unlink(missing_ok=True)
+            # no valid stamp while the trees are being swapped (a crash in between must not
+            # leave an old stamp describing the new tree); restored if the swap fails
+            stamp_file = _stamp_path(owner.name, settings)
+            old_stamp = stamp_file.read_bytes() if stamp_file.exists() else None
+            stamp_file.unlink(missing_ok=True)
             try:
                 previous = _swap_in(work, target)
             except OSError as exc:
+                if old_stamp is not None:
+                    write_atomic(stamp_file, old_stamp)
                 raise HermitBuildError(f"could not move the prepared tree into {target}", str(exc),
                                        f"check permissions of {src_dir}; nothing was changed",
                                        recipe=owner.name) from None

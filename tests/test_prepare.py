@@ -376,3 +376,21 @@ def test_concurrent_prepares_of_one_tree_are_serialised(env: Env) -> None:
     assert len(calls) == 1  # the others found the tree prepared once they got the lock
     assert prepare.is_prepared(rec, s) and leftovers(s) == []
     assert len(list((s.src_dir / "a").iterdir())) == 200
+
+
+def test_failed_swap_keeps_old_tree_and_stamp(env: Env, monkeypatch) -> None:
+    env.add_recipe("a", override_files={"x.c": "1\n"})
+    s = env.settings()
+    tree = prepare.prepare_tree(env.recipe("a"), s)
+    stamp_file = s.stamps_dir / "prepare/a.json"
+    old_tree, old_stamp = snapshot(tree), stamp_file.read_bytes()
+    (env.overrides["a"] / "x.c").write_text("2\n")
+
+    def broken_swap(new: Path, target: Path) -> Path | None:
+        raise OSError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(prepare, "_swap_in", broken_swap)
+    with pytest.raises(HermitBuildError, match="could not move the prepared tree"):
+        prepare.prepare_tree(env.recipe("a"), s)
+    assert snapshot(tree) == old_tree and stamp_file.read_bytes() == old_stamp
+    assert leftovers(s) == []
