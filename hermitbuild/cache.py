@@ -40,7 +40,8 @@ Local cache
   under an exclusive ``flock`` on ``<root>/.lock``; an existing valid entry is kept.
   ``get`` checks size and sha256 against the sidecar; a bad entry is logged, deleted and
   reported as a miss.  ``prune`` removes least recently used entries (mtime, touched on
-  every hit) down to ``max_size`` bytes; ``put`` prunes automatically when over the bound.
+  every hit) down to ``max_size`` bytes (0: unbounded); ``put`` prunes automatically when
+  over the bound.
 
 Remote cache
   :class:`RemoteCache`: plain HTTP(S): ``HEAD``/``GET``/``PUT`` on ``<base>/<key>`` and on
@@ -584,6 +585,7 @@ def restore_artifact(artifact: Path, dest_root: Path, expected_key: str) -> list
     check_key(expected_key)
     try:
         dest_root.mkdir(parents=True, exist_ok=True)
+        _sweep_stale(dest_root, _RESTORE_TMP_PREFIX)
         work = Path(tempfile.mkdtemp(prefix=_RESTORE_TMP_PREFIX, dir=dest_root))
     except OSError as exc:
         raise CacheError(f"cannot restore into {dest_root}", str(exc),
@@ -598,6 +600,15 @@ def restore_artifact(artifact: Path, dest_root: Path, expected_key: str) -> list
         shutil.rmtree(work, ignore_errors=True)
     logger.info("restored %s (%d entries) into %s", expected_key[:12], len(files), dest_root)
     return [f["path"] for f in files]
+
+
+def _sweep_stale(directory: Path, prefix: str, age: float = 6 * 3600) -> None:
+    """Remove leftovers of killed runs (temp dirs named ``prefix*`` older than ``age`` seconds)."""
+    cutoff = time.time() - age
+    with contextlib.suppress(OSError):
+        for p in directory.iterdir():
+            if p.name.startswith(prefix) and p.lstat().st_mtime < cutoff:
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def _inside(path: str, root: str) -> bool:
@@ -660,7 +671,11 @@ def _merge(files: Sequence[dict], stage: Path, backup: Path, dest_root: Path) ->
             saved = None
             if os.path.lexists(dest):
                 saved = os.path.join(backup, str(i))
-                os.link(dest, saved, follow_symlinks=False)
+                try:
+                    os.link(dest, saved, follow_symlinks=False)
+                except OSError:  # no hard links here: move the old file aside instead
+                    os.rename(dest, saved)
+                    done.append(("aside", dest, saved))
             os.replace(src, dest)
             done.append(("file", dest, saved))
     except BaseException as exc:
@@ -669,6 +684,10 @@ def _merge(files: Sequence[dict], stage: Path, backup: Path, dest_root: Path) ->
                 if kind == "movedir":
                     assert saved is not None
                     os.rename(dest, saved)
+                elif kind == "aside":  # still aside only if its "file" step never happened
+                    assert saved is not None
+                    if os.path.lexists(saved):
+                        os.replace(saved, dest)
                 elif saved is not None:
                     os.replace(saved, dest)
                 else:
@@ -863,15 +882,18 @@ class LocalCache:
     def prune(self, max_size: int | None = None, keep: Sequence[str] = ()) -> list[str]:
         """Delete least recently used entries until the total is <= ``max_size``; return their keys.
 
-        Also removes leftover temp files older than an hour and sidecars without artifact.
+        ``max_size`` defaults to the cache's bound; a bound of 0 on the cache means "unbounded"
+        (only an explicit ``max_size=0`` empties it).  Also removes leftover temp files older
+        than an hour and sidecars without artifact.
         """
         bound = self.max_size if max_size is None else max_size
+        unbounded = max_size is None and not self.max_size
         removed: list[str] = []
         with self._lock():
             entries = self.list()
             total = sum(e.size for e in entries)
             for e in reversed(entries):  # least recently used first
-                if total <= bound:
+                if unbounded or total <= bound:
                     break
                 if e.key in keep:
                     continue
@@ -888,6 +910,8 @@ class LocalCache:
     def _sweep(self) -> None:
         if not self.root.is_dir():
             return
+        if (self.root / ".incoming").is_dir():
+            _sweep_stale(self.root / ".incoming", "", age=3600)
         cutoff = time.time() - 3600
         for sub in self.root.iterdir():
             if not sub.is_dir() or len(sub.name) != 2:
@@ -1213,12 +1237,13 @@ def cache_cli(argv: list[str], settings: Settings) -> int:
         print(f"{len(entries)} entries, {format_size(sum(e.size for e in entries))}")
         return 0
     if args.command == "prune":
-        bound = parse_size(args.max_size, "--max-size") if args.max_size else local.max_size
+        bound = parse_size(args.max_size, "--max-size") if args.max_size is not None else None
         removed = local.prune(bound)
         for key in removed:
             print(f"removed {key}")
+        shown = bound if bound is not None else local.max_size
         print(f"pruned {len(removed)} entries; {format_size(local.total_size())} left "
-              f"(bound {format_size(bound)})")
+              f"(bound {format_size(shown) if shown or bound is not None else 'none'})")
         return 0
     if args.command == "push":
         if remote is None or remote.mode != "readwrite":

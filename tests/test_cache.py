@@ -209,9 +209,16 @@ def test_a_correct_handmade_artifact_is_accepted(tmp_path: Path, dest: Path) -> 
     assert (dest / "bin" / "x86_64-hermit-gcc").read_bytes() == GOOD
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
 @pytest.mark.parametrize("fail_at", [1, 2, 3, 4, 5])
-def test_failure_while_merging_rolls_back(artifact: Path, dest: Path, monkeypatch, fail_at: int) -> None:
+def test_failure_while_merging_rolls_back(artifact: Path, dest: Path, monkeypatch, fail_at: int,
+                                          hard_links: bool) -> None:
     """The n-th rename/replace into the prefix fails: everything already moved is undone."""
+    (dest / "bin" / "x86_64-hermit-cc").write_text("old cc, overwritten by a symlink")
+    if not hard_links:
+        def no_link(*a, **kw):
+            raise OSError(1, "Operation not permitted")
+        monkeypatch.setattr(cache.os, "link", no_link)
     before = snapshot(dest)
     real = {"replace": os.replace, "rename": os.rename}
     calls = {"n": 0}
@@ -455,3 +462,44 @@ def test_open_caches(tmp_path: Path) -> None:
     assert remote.session.headers["Authorization"] == "Bearer t0k"
     with pytest.raises(ConfigError, match="not a size"):
         cache.open_caches(settings_at(tmp_path, cache_max_size="big"))
+
+
+def test_zero_bound_means_unbounded_and_stale_leftovers_are_swept(tmp_path: Path, stage: Path,
+                                                                  artifact: Path) -> None:
+    lc = LocalCache(tmp_path / "cache", 0)
+    lc.put(KEY_A, artifact)
+    assert lc.prune() == [] and lc.has(KEY_A)
+    assert lc.prune(max_size=0) == [KEY_A]
+    dest = tmp_path / "prefix"
+    stale = dest / ".hermitbuild-restore-old"
+    (stale / "stage").mkdir(parents=True)
+    os.utime(stale, (1, 1))
+    restore_artifact(artifact, dest, KEY_A)
+    assert not stale.exists()
+
+
+def test_restore_without_hard_links_still_rolls_back(artifact: Path, dest: Path, monkeypatch) -> None:
+    """On a file system without hard links the old files are moved aside (and back on failure)."""
+    def no_link(*a, **kw):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(cache.os, "link", no_link)
+    before = snapshot(dest)
+    real_replace = os.replace
+
+    failed = []
+
+    def fail_late(src, dst):
+        if (not failed and str(dst).endswith("x86_64-hermit-gcc")
+                and ".hermitbuild-restore" not in str(dst)):
+            failed.append(dst)
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(cache.os, "replace", fail_late)
+    with pytest.raises(CacheError):
+        restore_artifact(artifact, dest, KEY_A)
+    assert failed and snapshot(dest) == before
+    monkeypatch.setattr(cache.os, "replace", real_replace)
+    restore_artifact(artifact, dest, KEY_A)
+    assert (dest / "keep").read_text() == "keep me"
