@@ -23,6 +23,6 @@ task_build = tasks.task_build
 task_toolchain = tasks.task_toolchain
 task_syscall = tasks.task_syscall
 task_cache = tasks.task_cache
-task_run = tasks.task_run
+task_boot = tasks.task_boot
 task_smoke = tasks.task_smoke
 task_image = tasks.task_image

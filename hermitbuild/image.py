@@ -98,7 +98,7 @@ def make_iso(loader: Path, app: Path | None, out: Path, *, cmdline: str = "", se
                            "make_iso packs existing files only",
                            "build the toolchain (ldhermit.elf is installed in "
                            "<prefix>/bin) and the application first" if what == "loader"
-                           else "compile the application first (e.g. `doit run` does)")
+                           else "compile the application first (e.g. `doit boot` does)")
     _require_tools(ISO_TOOLS)
     if not (GRUB_I386_PC / "multiboot.mod").exists():
         raise RunError("GRUB's BIOS platform files are missing",

@@ -260,7 +260,7 @@ def _boot(binary: Path, opts: RunOptions, settings: Settings, *, exec_prefix: Se
     _require_program(proxy, "HermitCore's proxy", exec_prefix)
     if not exec_prefix and not binary.is_file():
         raise RunError(f"unikernel {binary} does not exist", "nothing to boot",
-                       "compile it first (`doit run` compiles .c sources for you)")
+                       "compile it first (`doit boot` compiles .c sources for you)")
     env = proxy_env(opts, resolve_kvm(opts, kvm_dev))
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -486,13 +486,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence[str] = ()) -> int:
-    """``doit run -- <app> [options] [-- app args]``: compile if needed, boot, return the app's status."""
+    """``doit boot <app> [options] [-- app args]``: compile if needed, boot, return the app's status."""
     argv = list(argv)
     app_args: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, app_args = argv[:cut], argv[cut + 1:]
-    ns = _parser("doit run").parse_args(argv)
+    ns = _parser("doit boot").parse_args(argv)
     opts = RunOptions(isle=ns.isle, mem=ns.mem, cpus=ns.cpus, verbose=ns.verbose,
                       extra_args=tuple(ns.args) + tuple(app_args), timeout=ns.timeout, kvm=ns.kvm,
                       keep_log=ns.keep_log)

@@ -143,8 +143,11 @@ def task_cache() -> Task:
     }
 
 
-def task_run() -> Task:
-    """Compile a C app with the toolchain and boot it: `doit run APP.c|DIR [--mem 1G] [--cpus N] ...`."""
+def task_boot() -> Task:
+    """Compile a C app with the toolchain and boot it: `doit boot APP.c|DIR [--mem 1G] [--cpus N] ...`.
+
+    (`doit run` is doit's own command for running tasks, so booting is `doit boot`.)
+    """
     settings, _ = _ctx()
     return {
         "actions": [(cli.action_args, ("run", settings))],
