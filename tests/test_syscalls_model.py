@@ -117,6 +117,11 @@ def test_kernel_clash_bundled_list(tmp_path: Path) -> None:
     assert "lwip/src/arch/sys_arch.c" in err.why
 
 
+def test_newlib_clash_bundled_list(tmp_path: Path) -> None:
+    err = error_of(tmp_path, entry(name="unlink", params="[const char *path]"))
+    assert "libc/sys/hermit/unlink.c" in err.why and err.line == 2 and "patches/" in err.fix
+
+
 def test_bundled_kernel_list_matches_pinned_syscall_c() -> None:
     for name in ("getpid", "read", "write", "open", "close", "lseek", "sbrk", "stat", "kill", "signal",
                  "fork", "wait", "execve"):

@@ -24,12 +24,12 @@ from ..errors import HermitBuildError, SyscallError
 from ..settings import Settings
 from . import emit
 from .automake import host_automake
-from .catalog import CATALOG, KERNEL_SYSCALLS, catalog_entry
+from .catalog import CATALOG, KERNEL_SYSCALLS, NEWLIB_SOURCES, catalog_entry
 from .export import export_patches
 from .model import Entry, Table, TypeProblem, check_name, load_table, loads_table, parse_signature
 from .tablefile import add_entry_text, remove_entry_text
 from .tree import (Transaction, apply_kernel, apply_newlib, drift, generated_in_kernel,
-                   generated_in_newlib, scan_kernel_syscalls)
+                   generated_in_newlib, makefile_sources, newlib_root, scan_kernel_syscalls)
 
 Trees = Callable[[], "tuple[Path | None, Path | None]"]
 Automake = Callable[[Path], None]
@@ -116,6 +116,22 @@ def _known_kernel(kernel: Path | None) -> dict[str, str]:
     return scan_kernel_syscalls(kernel) if kernel is not None else dict(KERNEL_SYSCALLS)
 
 
+def _known_newlib(newlib: Path | None) -> list[str]:
+    if newlib is None:
+        return list(NEWLIB_SOURCES)
+    am = newlib_root(newlib) / emit.NEWLIB_MAKEFILE_AM
+    return list(makefile_sources(am.read_text(encoding="utf-8"), am))
+
+
+def _lenient(table_path: Path) -> Table:
+    """The current table without the clash checks (to find names, e.g. to remove a clash)."""
+    return load_table(table_path, known_kernel={}, known_newlib=())
+
+
+def _load(table_path: Path, kernel: Path | None, newlib: Path | None) -> Table:
+    return load_table(table_path, known_kernel=_known_kernel(kernel), known_newlib=_known_newlib(newlib))
+
+
 def _commit(table_path: Path, new_text: str | None, table: Table, kernel: Path | None,
             newlib: Path | None, automake: Automake, apply: bool) -> list[Path]:
     """Write the table (if new_text) and apply it to the trees, all or nothing."""
@@ -198,7 +214,7 @@ def _read_table_text(path: Path) -> str:
 
 def _add(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
          newlib: Path | None, automake: Automake) -> int:
-    current = load_table(table_path) if table_path.exists() else Table(table_path)
+    current = _lenient(table_path) if table_path.exists() else Table(table_path)
     if current.get(args.name):
         raise SyscallError(f"{args.name!r} is already in the table (line {current.get(args.name).line})",
                            f"remove it first (`doit syscall remove {args.name}`) or edit the table",
@@ -213,7 +229,7 @@ def _add(args: argparse.Namespace, settings: Settings, table_path: Path, kernel:
                            field="name")
     entry = _entry_from_args(args)
     text = add_entry_text(_read_table_text(table_path), entry, table_path)
-    table = loads_table(text, table_path, known_kernel=known)
+    table = loads_table(text, table_path, known_kernel=known, known_newlib=_known_newlib(newlib))
     written = _commit(table_path, text, table, kernel, newlib, automake, not args.no_apply)
     print(f"added {args.name}: {emit.newlib_proto(table.get(args.name))}")
     _report(written, kernel, newlib, not args.no_apply)
@@ -222,12 +238,13 @@ def _add(args: argparse.Namespace, settings: Settings, table_path: Path, kernel:
 
 def _remove(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
             newlib: Path | None, automake: Automake) -> int:
-    current = load_table(table_path)
+    current = _lenient(table_path)
     if current.get(args.name) is None:
         raise SyscallError(f"{args.name!r} is not in the table", "see `doit syscall list`",
                            file=str(table_path), field="name")
     text = remove_entry_text(table_path.read_text(encoding="utf-8"), args.name, table_path)
-    table = loads_table(text, table_path, known_kernel=_known_kernel(kernel))
+    table = loads_table(text, table_path, known_kernel=_known_kernel(kernel),
+                        known_newlib=_known_newlib(newlib))
     if table.get(args.name) is not None or len(table) != len(current) - 1:
         raise SyscallError(f"could not cut the block of {args.name!r} out of the table cleanly",
                            "edit the table by hand, then run `doit syscall apply`", file=str(table_path))
@@ -239,7 +256,7 @@ def _remove(args: argparse.Namespace, settings: Settings, table_path: Path, kern
 
 def _apply(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
            newlib: Path | None, automake: Automake) -> int:
-    table = load_table(table_path, known_kernel=_known_kernel(kernel))
+    table = _load(table_path, kernel, newlib)
     written = _commit(table_path, None, table, kernel, newlib, automake, True)
     if not written:
         print("trees already match the table")
@@ -249,7 +266,7 @@ def _apply(args: argparse.Namespace, settings: Settings, table_path: Path, kerne
 
 def _list(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
           newlib: Path | None, automake: Automake) -> int:
-    table = load_table(table_path, known_kernel=_known_kernel(kernel))
+    table = _load(table_path, kernel, newlib)
     in_kernel = generated_in_kernel(kernel) if kernel is not None else None
     in_newlib = generated_in_newlib(newlib) if newlib is not None else None
     names = table.names() + sorted((in_kernel or set()) | (in_newlib or set()) - set(table.names()))
@@ -274,7 +291,7 @@ def _list(args: argparse.Namespace, settings: Settings, table_path: Path, kernel
 
 def _check(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
            newlib: Path | None, automake: Automake) -> int:
-    table = load_table(table_path, known_kernel=_known_kernel(kernel))
+    table = _load(table_path, kernel, newlib)
     reasons = drift(kernel, newlib, table)
     if reasons:
         print(f"the prepared trees drift from {table_path}:")
@@ -291,7 +308,7 @@ def _check(args: argparse.Namespace, settings: Settings, table_path: Path, kerne
 
 def _export(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
             newlib: Path | None, automake: Automake) -> int:
-    table = load_table(table_path, known_kernel=_known_kernel(kernel))
+    table = _load(table_path, kernel, newlib)
     if kernel is None and newlib is None:
         raise SyscallError("no prepared tree to export from", "run `doit toolchain` (or `doit prepare`) first")
     out = args.out or settings.build_dir / "syscall-patches"

@@ -4,7 +4,8 @@ Contract:
 - :func:`load_table` reads ``syscalls/table.yaml`` (schema: ``syscalls/README.md``)
   and returns a validated, frozen :class:`Table`.  Every problem (malformed YAML,
   unknown keys, names that are not C identifiers or are C keywords, duplicates,
-  names whose ``sys_<name>`` the kernel already has, unknown types, bad numbers)
+  names whose ``sys_<name>`` the kernel already has or whose ``<name>.c`` newlib's
+  libc/sys/hermit already builds, unknown types, bad numbers)
   raises :class:`~hermitbuild.errors.SyscallError` naming the file, the line and
   the field.  Loading never writes anything.
 - :func:`parse_signature` turns ``"int my_syscall(int x)"`` into return type,
@@ -423,15 +424,18 @@ def _err(why: str, fix: str, path: Path | str | None, line: int | None, field: s
 
 
 def table_from_data(data: Any, path: Path | str, *,
-                    known_kernel: Mapping[str, str] | None = None) -> Table:
+                    known_kernel: Mapping[str, str] | None = None,
+                    known_newlib: Iterable[str] | None = None) -> Table:
     """Validate parsed YAML (LineDict/LineList) into a Table; see the module docstring.
 
     ``known_kernel`` maps names whose ``sys_<name>`` the kernel already has to where
-    (``"kernel/syscall.c:92"``); default: the bundled list for the pinned libhermit.
+    (``"kernel/syscall.c:92"``); ``known_newlib`` are the source files newlib's
+    libc/sys/hermit already builds.  Defaults: the bundled lists for the pinned trees.
     """
-    from .catalog import KERNEL_SYSCALLS, NR_NUMBERS
+    from .catalog import KERNEL_SYSCALLS, NEWLIB_SOURCES, NR_NUMBERS
 
     known = KERNEL_SYSCALLS if known_kernel is None else known_kernel
+    newlib_files = set(NEWLIB_SOURCES if known_newlib is None else known_newlib)
     path = Path(path)
     if data is None:
         data = LineDict()
@@ -463,6 +467,10 @@ def table_from_data(data: Any, path: Path | str, *,
             raise _err(f"the kernel already has sys_{entry.name} ({known[entry.name]})",
                        f"choose another name, or change sys_{entry.name} with a patch under "
                        "patches/ instead of the table", path, entry.line, "name")
+        if f"{entry.name}.c" in newlib_files:
+            raise _err(f"newlib already has libc/sys/hermit/{entry.name}.c",
+                       f"choose another name, or change libc/sys/hermit/{entry.name}.c with a patch "
+                       "under patches/ instead of the table", path, entry.line, "name")
         if entry.number is not None:
             clash = numbers.get(entry.number) or NR_NUMBERS.get(entry.number)
             if clash:
@@ -586,18 +594,22 @@ def _entry_from(item: Any, path: Path, line: int | None, index: int) -> Entry:
                  line=getattr(item, "line", line or 0))
 
 
-def load_table(path: Path | str, *, known_kernel: Mapping[str, str] | None = None) -> Table:
+def load_table(path: Path | str, *, known_kernel: Mapping[str, str] | None = None,
+               known_newlib: Iterable[str] | None = None) -> Table:
     """Load and validate the table at ``path`` (a missing file is an error)."""
     path = Path(path)
     if not path.exists():
         raise SyscallError(f"the syscall table {path} does not exist",
                            "create it with `syscalls: []` (see syscalls/README.md)", file=str(path))
-    return table_from_data(load_yaml(path, SyscallError), path, known_kernel=known_kernel)
+    return table_from_data(load_yaml(path, SyscallError), path, known_kernel=known_kernel,
+                           known_newlib=known_newlib)
 
 
-def loads_table(text: str, path: Path | str, *, known_kernel: Mapping[str, str] | None = None) -> Table:
+def loads_table(text: str, path: Path | str, *, known_kernel: Mapping[str, str] | None = None,
+                known_newlib: Iterable[str] | None = None) -> Table:
     """Like :func:`load_table` for text that is not (yet) on disk."""
-    return table_from_data(loads_yaml(text, path, SyscallError), path, known_kernel=known_kernel)
+    return table_from_data(loads_yaml(text, path, SyscallError), path, known_kernel=known_kernel,
+                           known_newlib=known_newlib)
 
 
 def digest(table: Table, side: str) -> str:

@@ -46,6 +46,16 @@ _NR_RE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+__NR_(\w+)[ \t]+(\d+)")
 _PROTO_RE = re.compile(r"^[A-Za-z_][\w \t*]*\bsys_\w+\s*\(.*\)\s*;\s*$")
 
 
+def tree_error(why: str, fix: str, path: Path | str, line: int | None = None) -> SyscallError:
+    """A problem in a source tree (not in the table): "syscall generation failed", with
+    the file and line in the message and as attributes."""
+    where = f"{path}:{line}" if line else str(path)
+    err = SyscallError(f"{where}: {why}", fix)
+    err.file, err.line = str(path), line
+    err.fields.update(file=str(path), line=line)
+    return err
+
+
 @dataclass(frozen=True)
 class Change:
     path: Path
@@ -60,9 +70,9 @@ def kernel_root(tree: Path) -> Path:
     for cand in (tree, tree / "libhermit"):
         if (cand / emit.KERNEL_HEADER).is_file() and (cand / "kernel").is_dir():
             return cand
-    raise SyscallError(f"{tree} does not look like a HermitCore (libhermit) tree",
-                       f"expected {emit.KERNEL_HEADER} and kernel/ in it; prepare the tree first "
-                       "(`doit toolchain`) or pass the right directory", file=str(tree))
+    raise tree_error("this does not look like a HermitCore (libhermit) tree",
+                     f"expected {emit.KERNEL_HEADER} and kernel/ in it; prepare the tree first "
+                     "(`doit toolchain`) or pass the right directory", tree)
 
 
 def newlib_root(tree: Path) -> Path:
@@ -70,9 +80,9 @@ def newlib_root(tree: Path) -> Path:
     for cand in (tree / "newlib", tree):
         if (cand / emit.NEWLIB_DIR).is_dir():
             return cand
-    raise SyscallError(f"{tree} does not look like a newlib tree",
-                       f"expected newlib/{emit.NEWLIB_DIR} in it; prepare the tree first "
-                       "(`doit toolchain`) or pass the right directory", file=str(tree))
+    raise tree_error("this does not look like a newlib tree",
+                     f"expected newlib/{emit.NEWLIB_DIR} in it; prepare the tree first "
+                     "(`doit toolchain`) or pass the right directory", tree)
 
 
 # ---------------------------------------------------------------------------- regions
@@ -82,8 +92,7 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SyscallError(f"{path} is missing", "prepare the tree again (`doit toolchain`)",
-                           file=str(path)) from None
+        raise tree_error("file is missing", "prepare the tree again (`doit toolchain`)", path) from None
 
 
 def find_region(lines: list[str], begin: str, end: str, path: Path) -> tuple[int, int] | None:
@@ -94,9 +103,9 @@ def find_region(lines: list[str], begin: str, end: str, path: Path) -> tuple[int
         return None
     if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
         line = (starts or ends)[0] + 1
-        raise SyscallError("the generated-region markers are broken (missing, doubled or out of order)",
-                           f"restore one `{begin}` ... `{end}` pair, or delete both marker lines "
-                           "and everything between them, then regenerate", file=str(path), line=line)
+        raise tree_error("the generated-region markers are broken (missing, doubled or out of order)",
+                         f"restore one `{begin}` ... `{end}` pair, or delete both marker lines "
+                         "and everything between them, then regenerate", path, line)
     return starts[0], ends[0]
 
 
@@ -136,10 +145,10 @@ def _header_anchor(path: Path) -> Callable[[list[str]], int]:
         protos = [i for i, ln in enumerate(lines) if _PROTO_RE.match(ln)]
         if protos:
             return protos[-1]
-        raise SyscallError("found neither `#define __NR_...` lines nor `sys_...(...);` prototypes to "
-                           "place the generated prototypes after",
-                           "add the marker lines by hand where they belong: "
-                           f"`{emit.C_BEGIN}` and `{emit.C_END}`", file=str(path))
+        raise tree_error("found neither `#define __NR_...` lines nor `sys_...(...);` prototypes to "
+                         "place the generated prototypes after",
+                         "add the marker lines by hand where they belong: "
+                         f"`{emit.C_BEGIN}` and `{emit.C_END}`", path)
     return anchor
 
 
@@ -151,8 +160,8 @@ def _sources_assignment(lines: list[str], path: Path) -> tuple[int, int]:
             while lines[j].rstrip().endswith("\\") and j + 1 < len(lines):
                 j += 1
             return i, j
-    raise SyscallError("no `lib_a_SOURCES =` assignment", "this is not newlib's libc/sys/hermit/Makefile.am",
-                       file=str(path))
+    raise tree_error("no `lib_a_SOURCES =` assignment", "this is not newlib's libc/sys/hermit/Makefile.am",
+                     path)
 
 
 def makefile_sources(text: str, path: Path, *, outside_region: bool = True) -> dict[str, int]:
@@ -284,8 +293,8 @@ def plan_kernel(tree: Path, table: Table) -> list[Change]:
     changes += _diff(header, new_text)
     gen = root / emit.KERNEL_FILE
     if gen.exists() and not is_generated_file(gen):
-        raise SyscallError(f"{gen} exists and was not generated by hermitbuild",
-                           "rename that file; hermitbuild owns kernel/syscalls_generated.c", file=str(gen))
+        raise tree_error("this file exists and was not generated by hermitbuild",
+                         "rename that file; hermitbuild owns kernel/syscalls_generated.c", gen)
     changes += _diff(gen, emit.kernel_file(table.entries) if table.entries else None)
     return changes
 
