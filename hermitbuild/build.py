@@ -58,7 +58,10 @@ Contract:
     unchanged): then the build directory is kept, configure-like steps are
     skipped and the others re-run, so make rebuilds only what changed (the
     prepared tree keeps unchanged files' mtimes);
-  * a build directory that disappeared invalidates all stamps.
+  * a build directory that disappeared invalidates all stamps;
+  * before any step runs, containers of this recipe and workspace left behind
+    by a killed client (labels ``hermitbuild.recipe``/``hermitbuild.work``) are
+    removed, so nothing else writes into the build directory.
 
 - Concurrency: one build of a recipe at a time (``flock`` on
   ``<stamps>/steps/<name>/.lock``); different recipes may build in parallel
@@ -289,6 +292,11 @@ def mounts_for(recipe: Recipe, settings: Settings, src: Path) -> list[tuple[Path
     return mounts
 
 
+def container_labels(name: str, settings: Settings) -> dict[str, str]:
+    """Labels of a recipe's step containers (recipe and work dir: unique per workspace)."""
+    return {"hermitbuild.recipe": name, "hermitbuild.work": str(work_dir(name, settings))}
+
+
 def _copy_tree(src: Path, dest: Path) -> None:
     """A private copy of a prepared tree (symlinks kept, mtimes preserved)."""
     tmp = dest.with_name(dest.name + ".copying")
@@ -365,6 +373,8 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
     ctx = placeholders(recipe, settings, src)
     epoch = source_date_epoch(recipe, recipes, settings)
     mounts = mounts_for(recipe, settings, src)
+    labels = container_labels(name, settings)
+    container.remove_labelled(labels, settings)
     for i, step in enumerate(recipe.steps):
         label = f"[{i + 1}/{n}] {name}:{step.name}"
         if done[i]:
@@ -384,7 +394,8 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
         log.write_text("", encoding="utf-8")
         start = time.monotonic()
         result = container.run_in_container(recipe.image, argv, settings, cwd=cwd, mounts=mounts, env=env,
-                                            log_path=log, check=False, label=f"{name}-{step.name}")
+                                            log_path=log, check=False, label=f"{name}-{step.name}",
+                                            labels=labels)
         seconds = time.monotonic() - start
         if result.returncode != 0:
             progress(f"{label} FAILED after {seconds:.1f}s (log: {log})")

@@ -27,10 +27,11 @@ Contract:
   network off unless asked, as the invoking user's uid:gid (podman rootless:
   ``--userns=keep-id``), ``LC_ALL=C`` and ``HOME=/tmp`` plus the given
   environment, every mount at the *same* path inside as outside (read-only or
-  read-write), ``-w cwd``, ``--init`` (signals reach the command), then the
-  ``runtime_options`` setting.  Output goes to ``log_path`` (via
+  read-write), ``-w cwd``, ``--init`` (signals reach the command), optional
+  ``--label``s, then the ``runtime_options`` setting.  Output goes to ``log_path`` (via
   :func:`hermitbuild.runner.run`).  On Ctrl-C or a timeout the container is
-  removed with ``rm -f`` so none is left running.
+  removed with ``rm -f`` so none is left running; :func:`remove_labelled`
+  removes containers a killed client left behind.
 """
 
 from __future__ import annotations
@@ -325,10 +326,13 @@ def _container_name(label: str) -> str:
 
 def run_argv(tag: str, argv: Sequence[str], settings: Settings, *, runtime: str, cwd: Path,
              mounts: Sequence[tuple[Path, bool]], env: Mapping[str, str], network: bool,
-             user: tuple[int, int] | None, name: str) -> list[str]:
+             user: tuple[int, int] | None, name: str,
+             labels: Mapping[str, str] | None = None) -> list[str]:
     """The full ``<runtime> run ...`` command line (see the module docstring)."""
     uid, gid = user if user is not None else (os.getuid(), os.getgid())
     cmd = [runtime, "run", "--rm", "--init", "--name", name]
+    for key, value in (labels or {}).items():
+        cmd += ["--label", f"{key}={value}"]
     if not network:
         cmd.append("--network=none")
     cmd += ["--user", f"{uid}:{gid}"]
@@ -361,16 +365,39 @@ def remove_container(name: str, settings: Settings) -> None:
         pass
 
 
+def remove_labelled(labels: Mapping[str, str], settings: Settings) -> list[str]:
+    """Remove (killing first) every container carrying all of ``labels``; return their ids.
+
+    The build calls this before running a recipe's steps, so a container left
+    behind by a killed client (``kill -9`` of doit) cannot keep writing into the
+    build directory while the step is redone.
+    """
+    if not labels:
+        raise ValueError("remove_labelled needs at least one label")
+    rt = detect_runtime(settings)
+    argv = [rt, "ps", "-a", "-q", "--no-trunc"]
+    for key, value in labels.items():
+        argv += ["--filter", f"label={key}={value}"]
+    done = runner.run(argv, check=False, capture=True, timeout=60)
+    ids = done.output.split() if done.returncode == 0 else []
+    for cid in ids:
+        logger.info("removing leftover container %s", cid[:12])
+        remove_container(cid, settings)
+    return ids
+
+
 def run_in_container(image: str, argv: Sequence[str], settings: Settings, *, cwd: Path,
                      mounts: Sequence[tuple[Path, bool]], env: Mapping[str, str],
                      log_path: Path | None, network: bool = False, echo: bool = False,
                      timeout: float | None = None, check: bool = True,
-                     user: tuple[int, int] | None = None, label: str = "") -> Completed:
+                     user: tuple[int, int] | None = None, label: str = "",
+                     labels: Mapping[str, str] | None = None) -> Completed:
     """Run ``argv`` in a fresh container of ``image`` (built first if missing).
 
     ``check=True`` raises :class:`CommandError` on a non-zero exit (naming the
     inner command); ``check=False`` returns the :class:`Completed` with its
-    return code.  ``user`` overrides the invoking user's (uid, gid).
+    return code.  ``user`` overrides the invoking user's (uid, gid); ``label``
+    goes into the container name, ``labels`` become ``--label k=v``.
     """
     rt = detect_runtime(settings)
     tag = ensure_image(image, settings)
@@ -378,7 +405,7 @@ def run_in_container(image: str, argv: Sequence[str], settings: Settings, *, cwd
         Path(path).mkdir(parents=True, exist_ok=True)
     name = _container_name(label or image)
     cmd = run_argv(tag, argv, settings, runtime=rt, cwd=Path(cwd), mounts=mounts, env=env,
-                   network=network, user=user, name=name)
+                   network=network, user=user, name=name, labels=labels)
     try:
         done = runner.run(cmd, log_path=log_path, echo=echo, check=False, timeout=timeout)
     except KeyboardInterrupt:

@@ -422,3 +422,25 @@ def test_incremental_recipe_rebuilds_only_changed_files(world, capsys):
     assert after["greet.o"] != before["greet.o"], "the changed source was recompiled"
     res = subprocess.run([str(s.prefix / "bin" / "greet-hello")], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "Hello, world?"
+
+
+@pytest.mark.podman
+def test_container_left_by_a_killed_client_is_removed_before_the_rerun(world, capsys):
+    s, rs = _setup(world, "sigkill", extra=["sleeper"])
+    build.build_recipe("libgreet", rs, s)
+    script = world.base / "sigkill.py"
+    script.write_text(SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"), sroot=str(s.root),
+                                    ws=str(s.build_dir.parent)))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    marker = build.build_dir("sleeper", s) / "slow-started"
+    _kill_when_started(marker, proc.kill).join(timeout=300)
+    proc.wait(timeout=60)
+    labels = build.container_labels("sleeper", s)
+    filters = [f"--filter=label={k}={v}" for k, v in labels.items()]
+    leftover = runner.output(["podman", "ps", "-q", *filters])
+    assert leftover, "the killed client's container is still running (the situation under test)"
+    capsys.readouterr()
+    build.build_recipe("sleeper", rs, s)
+    _assert_resumed(s, capsys.readouterr().out)
+    assert runner.output(["podman", "ps", "-a", "-q", *filters]) == ""
