@@ -49,9 +49,11 @@ Remote cache
   name is itself 64 hex digits (so bazel-remote's ``/ac/`` accepts it).  The artifact is
   uploaded before its checksum and readers look at the checksum first, so a half-uploaded
   artifact is a miss; a download must match the checksum and carry the right manifest key.  Optional bearer token,
-  timeouts and retries.  Network trouble never raises: it logs a warning, returns
-  ``None``/``False`` and marks the remote as down for the rest of the run so the build
-  falls back to building locally at once.  Mode ``read`` never sends a ``PUT``.
+  timeouts and retries (none after a read timeout).  Network trouble never raises: it logs
+  a warning, returns ``None``/``False`` and marks the remote as down for this process
+  (``DOWN_SECONDS``), so every later recipe of the run falls back to building locally at
+  once, without waiting again.  HTTP refusals (401/403/4xx) are warnings too, but do not
+  mark the remote down.  Mode ``read`` never sends a ``PUT``.
 
 :func:`fetch_artifact`, :func:`install_from_cache` and :func:`publish` are the glue the
 build uses: local then remote lookup, verified restore (a bad artifact is discarded and
@@ -966,14 +968,35 @@ class RemoteCache:
         self.timeout = timeout
         self.retries = max(0, int(retries))
         self.backoff = backoff
-        self.down = False  # set after the remote could not be reached; later calls skip it
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"hermitbuild/{__version__}"
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
+    # A remote found unreachable is skipped by every RemoteCache of this process for a while,
+    # so a build of many recipes (one RemoteCache each) waits for a dead server only once.
+    DOWN_SECONDS = 900.0
+    _down_until: dict[str, float] = {}
+
     def __repr__(self) -> str:
         return f"RemoteCache({self.base_url!r}, mode={self.mode!r})"
+
+    @property
+    def down(self) -> bool:
+        """True while this remote is considered unreachable (skipped without a request)."""
+        return RemoteCache._down_until.get(self.base_url, 0.0) > time.monotonic()
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        if value:
+            RemoteCache._down_until[self.base_url] = time.monotonic() + self.DOWN_SECONDS
+        else:
+            RemoteCache._down_until.pop(self.base_url, None)
+
+    @classmethod
+    def forget_outages(cls) -> None:
+        """Forget every remote marked unreachable (for tests and long-lived processes)."""
+        cls._down_until.clear()
 
     def url(self, key: str) -> str:
         return f"{self.base_url}/{check_key(key)}"
@@ -997,6 +1020,8 @@ class RemoteCache:
                         data.close()
             except requests.RequestException as exc:
                 last = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, requests.ReadTimeout):
+                    break  # a server that does not answer in time will not answer faster now
                 continue
             if resp.status_code >= 500:
                 last = f"HTTP {resp.status_code}"

@@ -21,6 +21,14 @@ from helpers_nginx import NginxServer, free_port, nginx, nginx_token  # noqa: F4
 INPUTS = {"format": 1}
 
 
+@pytest.fixture(autouse=True)
+def _no_outage_memory():
+    """Remotes marked unreachable are remembered per process: start and end every test clean."""
+    RemoteCache.forget_outages()
+    yield
+    RemoteCache.forget_outages()
+
+
 def key(i: int) -> str:
     return f"{i:064x}"
 
@@ -127,6 +135,11 @@ def test_remote_down_falls_back_with_a_warning(tmp_path: Path, art: Path, caplog
     assert "unreachable" in caplog.text and "building locally" in caplog.text
     assert caplog.text.count("unreachable") == 1, "warn once, then skip the remote"
     assert lc.has(key(1))
+    # the next recipe opens its own RemoteCache: it skips the dead remote without a request
+    again = fast(f"http://127.0.0.1:{port}/cache")
+    assert again.down
+    again.session.request = None  # any request would now raise TypeError
+    assert fetch_artifact(key(2), lc, again) is None and again.put(key(2), art) is False
 
 
 def test_slow_remote_times_out_and_falls_back(tmp_path: Path, caplog) -> None:
