@@ -52,3 +52,22 @@ def test_project_automake_preferred_and_version_checked(tmp_path: Path) -> None:
     program, env = find_automake(settings)
     assert program == str(tmp_path / "tools" / "bin" / "automake")
     assert env["AUTOCONF"] == str(tmp_path / "tools" / "bin" / "autoconf")
+
+
+@needs_automake
+def test_plain_automake_call_like_the_container_variant(trees: tuple[Path, Path]) -> None:
+    """`automake-1.11` with no arguments in libc/sys/hermit (what the build-container
+    callable runs) works too, and the autom4te.cache it leaves is removed."""
+    import subprocess
+
+    from helpers_syscalls import tool_env
+
+    _, newlib = trees
+    hermit = newlib / HERMIT_REL
+
+    def plain(directory: Path) -> None:
+        subprocess.run(["automake-1.11"], cwd=directory, env=tool_env(), check=True, capture_output=True)
+
+    generate_newlib(newlib, load_table(EXAMPLES), plain)
+    assert "lib_a-rename.$(OBJEXT)" in (hermit / "Makefile.in").read_text()
+    assert not (hermit / "autom4te.cache").exists()

@@ -19,7 +19,9 @@ Contract:
   written atomically (temp + rename) and, if anything fails (including the
   automake run), every file touched is restored to its previous bytes.
 - :func:`generate_kernel` / :func:`generate_newlib` are the public entry points
-  (plan + transaction); they return the paths written or deleted.
+  (plan + transaction); they return the paths written or deleted.  ``automake`` is
+  called only when Makefile.am changed or Makefile.in is stale, with the
+  libc/sys/hermit directory; an ``autom4te.cache`` it leaves there is removed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -455,7 +458,13 @@ def apply_newlib(tx: Transaction, tree: Path, table: Table,
         runner = automake or host_automake()
         makefile_in = plan.hermit_dir / "Makefile.in"
         tx.snapshot(makefile_in)
-        runner(plan.hermit_dir)
+        cache = plan.hermit_dir / "autom4te.cache"
+        had_cache = cache.exists()
+        try:
+            runner(plan.hermit_dir)
+        finally:
+            if not had_cache:  # whichever automake ran, leave no cache behind
+                shutil.rmtree(cache, ignore_errors=True)
         if makefile_in in tx.changed_snapshots():
             written.append(makefile_in)
     return written
