@@ -38,7 +38,9 @@ Contract:
   afresh by every attempt of the step); :func:`progress` prints one line per step:
   ``[k/n] name:step done in 12.3s`` (or ``... already done``).  A failing step
   raises :class:`~hermitbuild.errors.BuildError` with the recipe, step, exact
-  command, log path and the last 40 lines of its output.
+  command, log path and the last 40 lines of its output; when the container
+  runtime itself failed (exit 125/126 with its error text) a
+  :class:`~hermitbuild.errors.ContainerError` points at ``runtime_options``.
 
 - Resume (step stamps ``<stamps>/steps/<name>/<step>.json`` hold the key and the
   step index; ``running.json`` marks the step in progress):
@@ -85,7 +87,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import container
-from .errors import BuildError, ConfigError, HermitBuildError
+from .errors import BuildError, ConfigError, ContainerError, HermitBuildError
 from .recipe import Recipe, RecipeSet, Step
 from .settings import Settings
 from .yamlutil import write_atomic
@@ -292,6 +294,15 @@ def mounts_for(recipe: Recipe, settings: Settings, src: Path) -> list[tuple[Path
     return mounts
 
 
+_RUNTIME_MARKERS = ("OCI runtime", "OCI permission denied", "runc create failed", "crun:", "Error: ",
+                    "docker: Error response from daemon")
+
+
+def runtime_failure(returncode: int, tail: str) -> bool:
+    """Whether a step's failure is the container runtime's (exit 125/126 + its error text)."""
+    return returncode in (125, 126) and any(m in tail for m in _RUNTIME_MARKERS)
+
+
 def container_labels(name: str, settings: Settings) -> dict[str, str]:
     """Labels of a recipe's step containers (recipe and work dir: unique per workspace)."""
     return {"hermitbuild.recipe": name, "hermitbuild.work": str(work_dir(name, settings))}
@@ -399,6 +410,17 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
         seconds = time.monotonic() - start
         if result.returncode != 0:
             progress(f"{label} FAILED after {seconds:.1f}s (log: {log})")
+            if runtime_failure(result.returncode, result.tail):
+                raise ContainerError(
+                    f"the container runtime could not run step '{step.name}' of recipe '{name}'",
+                    f"{Path(container.detect_runtime(settings)).name} exited with {result.returncode} "
+                    f"before the step's command ran:\n" + "\n".join(
+                        "    | " + line for line in result.tail.splitlines()[-8:]),
+                    "check the `runtime_options` setting (podman on some hosts needs "
+                    "`--runtime runc --ulimit nofile=4096:4096 --ulimit nproc=4096:4096`) and that "
+                    f"`podman run --rm {container.image_tag(recipe.image, settings)} true` works; "
+                    f"full log: {log}",
+                    recipe=name, step=step.name, log_path=str(log), returncode=result.returncode)
             raise BuildError(name, step.name, argv, log, result.tail, result.returncode)
         _write_json(sdir / f"{step.name}.json", {"key": key, "defkey": defkey, "step": step.name,
                                                  "index": i, "seconds": round(seconds, 3)})

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hermitbuild import build, cache, cli, container, runner
-from hermitbuild.errors import BuildError
+from hermitbuild.errors import BuildError, ContainerError
 from hermitbuild.recipe import RecipeSet, load_recipes
 from hermitbuild.settings import Settings
 
@@ -444,3 +444,17 @@ def test_container_left_by_a_killed_client_is_removed_before_the_rerun(world, ca
     build.build_recipe("sleeper", rs, s)
     _assert_resumed(s, capsys.readouterr().out)
     assert runner.output(["podman", "ps", "-a", "-q", *filters]) == ""
+
+
+@pytest.mark.podman
+def test_runtime_failure_points_at_runtime_options(world):
+    """Without the host's runtime options podman cannot start containers here: say so clearly."""
+    s, rs = _setup(world, "noopts", runtime_options=())
+    probe = runner.run(["podman", "run", "--rm", container.image_tag("fixture", s), "true"], check=False,
+                       capture=True)
+    if probe.returncode == 0:
+        pytest.skip("podman runs containers without extra options on this host")
+    with pytest.raises(ContainerError) as exc:
+        build.build_recipe("libgreet", rs, s)
+    text = str(exc.value)
+    assert "container runtime could not run step 'configure'" in text and "runtime_options" in text
