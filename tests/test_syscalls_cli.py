@@ -41,6 +41,7 @@ def test_guide_examples_verbatim(project, capsys) -> None:  # noqa: ANN001
     pristine = snapshot(kernel, newlib)
     original = project.table.read_text()
     assert project("add", "my_syscall", "int my_syscall(int x)", "--body", "return x + 42;") == 0
+    only_my = project.table.read_text()
     assert project("add", "rename") == 0  # catalog: nothing more needed
     table = load_table(project.table)
     assert table.names() == ["my_syscall", "rename"]
@@ -56,6 +57,7 @@ def test_guide_examples_verbatim(project, capsys) -> None:  # noqa: ANN001
     assert project("list") == 0
     out = capsys.readouterr().out
     assert "my_syscall" in out and "rename" in out and "MISSING" not in out
+    assert sum(line.startswith("rename ") for line in out.splitlines()) == 1
     assert project("check") == 0
 
     # drift: a generated file deleted by hand, then a stale Makefile.in
@@ -74,6 +76,7 @@ def test_guide_examples_verbatim(project, capsys) -> None:  # noqa: ANN001
     # removing everything gives back the pristine trees and the original table
     assert project("remove", "rename") == 0
     assert not (newlib / HERMIT_REL / "rename.c").exists()
+    assert project.table.read_text() == only_my  # the last block cut cleanly, newline kept
     assert project("remove", "my_syscall") == 0
     assert project.table.read_text() == original
     assert snapshot(kernel, newlib) == pristine
@@ -84,7 +87,7 @@ def test_errors_write_nothing(project, capsys) -> None:  # noqa: ANN001
     before = snapshot(kernel, newlib, project.table.parent)
     assert project("add", "close") == 1  # the kernel has sys_close
     err = capsys.readouterr().err
-    assert "sys_close" in err and "kernel/syscall.c" in err
+    assert "sys_close" in err and "kernel/syscall.c" in err and "refused" in err
     assert project("add", "frobnicate") == 1  # not in the catalog, no signature
     assert "signature" in capsys.readouterr().err
     assert project("add", "renam") == 1

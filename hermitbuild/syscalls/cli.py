@@ -112,6 +112,13 @@ def cli_main(argv: Sequence[str], settings: Settings, *, trees: Trees | None = N
 # ---------------------------------------------------------------------------- commands
 
 
+def _refused(why: str, fix: str) -> SyscallError:
+    """An error about the command line (not about a file): "doit syscall: refused"."""
+    err = SyscallError(why, fix)
+    err.what = "doit syscall: refused"
+    return err
+
+
 def _known_kernel(kernel: Path | None) -> dict[str, str]:
     return scan_kernel_syscalls(kernel) if kernel is not None else dict(KERNEL_SYSCALLS)
 
@@ -166,31 +173,30 @@ def _entry_from_args(args: argparse.Namespace) -> Entry:
         try:
             body = args.body_file.read_text(encoding="utf-8")
         except OSError as exc:
-            raise SyscallError(f"cannot read {args.body_file}: {exc.strerror}", "check the path",
-                               file=str(args.body_file)) from None
+            raise _refused(f"cannot read {args.body_file}: {exc.strerror}", "check the path") from None
     known = catalog_entry(args.name, stub=args.stub, body=body, number=args.number)
     if args.signature:
         try:
             returns, name, params = parse_signature(args.signature)
         except TypeProblem as exc:
-            raise SyscallError(exc.why, exc.fix, field="signature") from None
+            raise _refused(exc.why, exc.fix) from None
         if name != args.name:
-            raise SyscallError(f"the signature names {name!r}, not {args.name!r}",
-                               f"write e.g. 'int {args.name}(int x)'", field="signature")
+            raise _refused(f"the signature names {name!r}, not {args.name!r}",
+                           f"write e.g. 'int {args.name}(int x)'")
     elif known is None:
         close = difflib.get_close_matches(args.name, CATALOG, n=3)
-        raise SyscallError(f"{args.name!r} is not in the catalog of well-known calls, so its signature "
-                           "is needed",
-                           f"give it: doit syscall add {args.name} 'int {args.name}(int x)' "
-                           "[--body 'return x + 42;']"
-                           + (f" (did you mean {', '.join(close)}?)" if close else ""), field="name")
+        raise _refused(f"{args.name!r} is not in the catalog of well-known calls, so its signature "
+                       "is needed",
+                       f"give it: doit syscall add {args.name} 'int {args.name}(int x)' "
+                       "[--body 'return x + 42;']"
+                       + (f" (did you mean {', '.join(close)}?)" if close else ""))
     else:
         returns, params = known.returns, known.params
     if body is None:
         stub = args.stub if args.stub is not None else (
             "" if returns.is_void else "NULL" if returns.is_pointer else "0")
         if returns.is_void and stub not in ("", None):
-            raise SyscallError(f"{args.name} returns void, so --stub makes no sense", "drop --stub")
+            raise _refused(f"{args.name} returns void, so --stub makes no sense", "drop --stub")
     else:
         stub = None
     mode = args.mode or (known.newlib if known else "plain")
@@ -216,17 +222,15 @@ def _add(args: argparse.Namespace, settings: Settings, table_path: Path, kernel:
          newlib: Path | None, automake: Automake) -> int:
     current = _lenient(table_path) if table_path.exists() else Table(table_path)
     if current.get(args.name):
-        raise SyscallError(f"{args.name!r} is already in the table (line {current.get(args.name).line})",
-                           f"remove it first (`doit syscall remove {args.name}`) or edit the table",
-                           file=str(table_path), field="name")
+        raise _refused(f"{args.name!r} is already in the table ({table_path}:{current.get(args.name).line})",
+                       f"remove it first (`doit syscall remove {args.name}`) or edit the table")
     why = check_name(args.name)
     if why:
-        raise SyscallError(why, "use a C identifier that is not a keyword, e.g. my_syscall", field="name")
+        raise _refused(why, "use a C identifier that is not a keyword, e.g. my_syscall")
     known = _known_kernel(kernel)
     if args.name in known:
-        raise SyscallError(f"the kernel already has sys_{args.name} ({known[args.name]})",
-                           f"choose another name, or change sys_{args.name} with a patch under patches/",
-                           field="name")
+        raise _refused(f"the kernel already has sys_{args.name} ({known[args.name]})",
+                       f"choose another name, or change sys_{args.name} with a patch under patches/")
     entry = _entry_from_args(args)
     text = add_entry_text(_read_table_text(table_path), entry, table_path)
     table = loads_table(text, table_path, known_kernel=known, known_newlib=_known_newlib(newlib))
@@ -240,14 +244,13 @@ def _remove(args: argparse.Namespace, settings: Settings, table_path: Path, kern
             newlib: Path | None, automake: Automake) -> int:
     current = _lenient(table_path)
     if current.get(args.name) is None:
-        raise SyscallError(f"{args.name!r} is not in the table", "see `doit syscall list`",
-                           file=str(table_path), field="name")
+        raise _refused(f"{args.name!r} is not in the table {table_path}", "see `doit syscall list`")
     text = remove_entry_text(table_path.read_text(encoding="utf-8"), args.name, table_path)
     table = loads_table(text, table_path, known_kernel=_known_kernel(kernel),
                         known_newlib=_known_newlib(newlib))
     if table.get(args.name) is not None or len(table) != len(current) - 1:
-        raise SyscallError(f"could not cut the block of {args.name!r} out of the table cleanly",
-                           "edit the table by hand, then run `doit syscall apply`", file=str(table_path))
+        raise _refused(f"could not cut the block of {args.name!r} out of {table_path} cleanly",
+                       "edit the table by hand, then run `doit syscall apply`")
     written = _commit(table_path, text, table, kernel, newlib, automake, not args.no_apply)
     print(f"removed {args.name}")
     _report(written, kernel, newlib, not args.no_apply)
@@ -269,7 +272,7 @@ def _list(args: argparse.Namespace, settings: Settings, table_path: Path, kernel
     table = _load(table_path, kernel, newlib)
     in_kernel = generated_in_kernel(kernel) if kernel is not None else None
     in_newlib = generated_in_newlib(newlib) if newlib is not None else None
-    names = table.names() + sorted((in_kernel or set()) | (in_newlib or set()) - set(table.names()))
+    names = table.names() + sorted(((in_kernel or set()) | (in_newlib or set())) - set(table.names()))
     if not names:
         print(f"no system calls in {table_path}")
         return 0
@@ -310,7 +313,7 @@ def _export(args: argparse.Namespace, settings: Settings, table_path: Path, kern
             newlib: Path | None, automake: Automake) -> int:
     table = _load(table_path, kernel, newlib)
     if kernel is None and newlib is None:
-        raise SyscallError("no prepared tree to export from", "run `doit toolchain` (or `doit prepare`) first")
+        raise _refused("no prepared tree to export from", "run `doit toolchain` (or `doit prepare`) first")
     out = args.out or settings.build_dir / "syscall-patches"
     written = export_patches(kernel, newlib, table, out)
     if not written:

@@ -16,6 +16,7 @@ trees is changed.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def _one_patch(root: Path, base: dict[Path, bytes | None], new: dict[Path, bytes
         _git(repo, "add", "-A")
         _git(repo, "commit", "-q", "-m", subject + "\n\n" + body)
         text = _git(repo, "format-patch", "-1", "--stdout", "--no-signature", "HEAD") + "\n"
-    name = "0001-" + "".join(c if c.isalnum() else "-" for c in subject.lower()).strip("-")[:52] + ".patch"
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "-", subject).strip("-.")[:52].rstrip("-.")
+    name = f"0001-{slug}.patch"  # like git format-patch names it
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.patch"):
         old.unlink()

@@ -626,6 +626,9 @@ def digest(table: Table, side: str) -> str:
 def entry_to_yaml(entry: Entry) -> str:
     """The YAML block of one entry (as `add` appends it), starting with `  - name:`."""
     def q(text: str) -> str:
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ *\[\]]*", text) and \
+                text.lower() not in ("null", "true", "false", "yes", "no", "on", "off", "y", "n"):
+            return text  # a plain scalar reads best: `returns: int`, `- const char *path`
         return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
 
     lines = [f"  - name: {entry.name}"]

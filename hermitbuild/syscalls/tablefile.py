@@ -83,6 +83,8 @@ def remove_entry_text(text: str, name: str, path: Path | str) -> str:
         first -= 1
     new_lines = lines[:first] + lines[end:]
     new_text = "\n".join(new_lines)
+    if text.endswith("\n") and not new_text.endswith("\n"):
+        new_text += "\n"
     if not any(_ITEM_RE.match(ln) for ln in new_lines) and not re.search(r"^[ \t]*-", new_text, re.M):
         new_text = _TOP_RE.sub(lambda m: "syscalls: []" + (
             "  " + m.group("rest") if m.group("rest").startswith("#") else ""), new_text, count=1)
