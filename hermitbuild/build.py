@@ -60,7 +60,7 @@ Contract:
     unchanged): then the build directory is kept, configure-like steps are
     skipped and the others re-run, so make rebuilds only what changed (the
     prepared tree keeps unchanged files' mtimes);
-  * a build directory that disappeared invalidates all stamps;
+  * a build directory or stage that disappeared invalidates all stamps;
   * before any step runs, containers of this recipe and workspace left behind
     by a killed client (labels ``hermitbuild.recipe``/``hermitbuild.work``) are
     removed, so nothing else writes into the build directory.
@@ -328,9 +328,11 @@ def _plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str) -> li
     any_state = any(stamps) or running is not None
     reset = False
     skip_configure = False
-    if any_state and not build.is_dir():
+    stage = stage_dir(recipe.name, settings)
+    if any_state and not (build.is_dir() and stage.is_dir()):
         reset = True
-        logger.info("%s: build directory %s is gone; starting from the first step", recipe.name, build)
+        logger.info("%s: build directory %s or stage %s is gone; starting from the first step",
+                    recipe.name, build, stage)
     foreign = [s for s in stamps if s and s.get("key") != key]
     if running is not None and running.get("key") != key:
         foreign.append(running)
@@ -353,10 +355,11 @@ def _plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str) -> li
         for s in recipe.steps:
             (sdir / f"{s.name}.json").unlink(missing_ok=True)
         (sdir / "running.json").unlink(missing_ok=True)
-        _rmtree(stage_dir(recipe.name, settings))
+        _rmtree(stage)
         if reset:
             _rmtree(build)
         if skip_configure:
+            stage.mkdir(parents=True, exist_ok=True)
             done = [s.kind in CONFIGURE_KINDS for s in recipe.steps]
             for s, d in zip(recipe.steps, done):
                 if d:

@@ -70,6 +70,7 @@ def _running(s: Settings, step: str, index: int, key: str = "k") -> None:
 def _with_build_dir(s: Settings) -> Path:
     d = build.build_dir("demo", s)
     d.mkdir(parents=True)
+    build.stage_dir("demo", s).mkdir(parents=True)
     (d / "Makefile").write_text("all:\n")
     return d
 
@@ -109,11 +110,17 @@ def test_all_done_with_the_same_key(tmp_path):
     assert build._plan_steps(rs["demo"], s, "k", "d") == [True, True, True]
 
 
-def test_missing_build_dir_invalidates_stamps(tmp_path):
+def test_missing_build_dir_or_stage_invalidates_stamps(tmp_path):
     s, rs = _demo(tmp_path)
     for i, step in enumerate(("configure", "build")):
         _stamp(s, step, i, "k")
     assert build._plan_steps(rs["demo"], s, "k", "d") == [False, False, False]
+    d = _with_build_dir(s)
+    for i, step in enumerate(("configure", "build", "install")):
+        _stamp(s, step, i, "k")
+    build.stage_dir("demo", s).rmdir()
+    assert build._plan_steps(rs["demo"], s, "k", "d") == [False, False, False]
+    assert not d.exists()
 
 
 def test_incremental_tree_change_keeps_build_dir_and_skips_configure(tmp_path):
