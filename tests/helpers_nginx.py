@@ -64,8 +64,7 @@ class NginxServer:
     def conf(self) -> Path:
         return self.prefix / "nginx.conf"
 
-    def requests(self) -> list[tuple[str, str, int]]:
-        """(method, uri, status) of every request so far (nginx writes the log line per request)."""
+    def _read_log(self) -> list[tuple[str, str, int]]:
         out = []
         if self.access_log.exists():
             for line in self.access_log.read_text().splitlines():
@@ -73,6 +72,22 @@ class NginxServer:
                 if len(parts) == 3:
                     out.append((parts[0], parts[1], int(parts[2])))
         return out
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, uri, status) of every request so far.
+
+        nginx writes a request's log line just after sending the response, so a client can be
+        faster than the log: wait until the log has been stable for 100 ms (at most 3 s).
+        """
+        last = self._read_log()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self._read_log()
+            if now == last:
+                break
+            last = now
+        return last
 
     def methods(self) -> list[str]:
         return [m for m, _, _ in self.requests()]
