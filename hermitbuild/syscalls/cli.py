@@ -28,7 +28,7 @@ from .catalog import CATALOG, KERNEL_SYSCALLS, NEWLIB_SOURCES, catalog_entry
 from .export import export_patches
 from .model import Entry, Table, TypeProblem, check_name, load_table, loads_table, parse_signature
 from .tablefile import add_entry_text, remove_entry_text
-from .tree import (Transaction, apply_kernel, apply_newlib, drift, generated_in_kernel,
+from .tree import (Change, Transaction, apply_kernel, apply_newlib, drift, generated_in_kernel,
                    generated_in_newlib, makefile_sources, newlib_root, scan_kernel_syscalls)
 
 Trees = Callable[[], "tuple[Path | None, Path | None]"]
@@ -145,7 +145,6 @@ def _commit(table_path: Path, new_text: str | None, table: Table, kernel: Path |
     with Transaction() as tx:
         written: list[Path] = []
         if new_text is not None:
-            from .tree import Change
             tx.apply(Change(table_path, new_text.encode("utf-8")))
             written.append(table_path)
         if apply and kernel is not None:

@@ -32,7 +32,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from ..errors import SyscallError
 from ..yamlutil import write_atomic
@@ -545,6 +545,3 @@ def makefile_in_stale(hermit_dir: Path) -> str:
     return "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
                                        f"extra {', '.join(extra)}" if extra else "") if part)
 
-
-def touched_files(paths: Iterable[Path]) -> list[str]:
-    return [str(p) for p in paths]
