@@ -324,7 +324,7 @@ def pack_artifact(stage_root: Path, key: str, inputs: Mapping, out: Path,
         "created": now.isoformat().replace("+00:00", "Z"),
         "tool": f"hermitbuild {__version__}",
     }
-    blob = json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8")
+    blob = json.dumps(manifest, sort_keys=True, indent=1, default=str).encode("utf-8")
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -733,6 +733,9 @@ class LocalCache:
             self.root.mkdir(parents=True, exist_ok=True)
             fh = open(self.root / ".lock", "a+b")
         except OSError as exc:
+            if not exclusive and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                yield  # a read-only cache directory (e.g. shared): reading needs no lock
+                return
             raise CacheError(f"cannot use the local cache {self.root}", str(exc),
                              "set cache_dir (HERMITBUILD_CACHE_DIR) to a writable directory") from None
         try:
@@ -782,7 +785,10 @@ class LocalCache:
                     os.utime(path)
                 return path
         logger.warning("local cache entry %s is corrupt (%s); discarding it", key[:12], problem)
-        self.remove(key)
+        try:
+            self.remove(key)
+        except (CacheError, OSError) as exc:
+            logger.warning("could not delete %s: %s", path, exc)
         return None
 
     def remove(self, key: str) -> bool:
@@ -1203,7 +1209,10 @@ def install_from_cache(key: str, dest_root: Path, local: LocalCache,
         return restore_artifact(path, dest_root, key)
     except ArtifactError as exc:
         logger.warning("%s\n  discarding it; the recipe will be built", exc)
-        local.remove(key)
+        try:
+            local.remove(key)
+        except (CacheError, OSError) as err:
+            logger.warning("could not delete the bad artifact %s: %s", path, err)
         return None
 
 

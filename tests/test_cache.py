@@ -503,3 +503,20 @@ def test_restore_without_hard_links_still_rolls_back(artifact: Path, dest: Path,
     monkeypatch.setattr(cache.os, "replace", real_replace)
     restore_artifact(artifact, dest, KEY_A)
     assert (dest / "keep").read_text() == "keep me"
+
+
+def test_read_only_cache_directory_can_still_be_read(tmp_path: Path, artifact: Path, monkeypatch) -> None:
+    """A cache dir we may not write (no lock file possible): hits still work, writes fail clearly."""
+    import builtins
+    lc = LocalCache(tmp_path / "cache", 0)
+    lc.put(KEY_A, artifact)
+
+    def no_lock(path, *a, **kw):
+        if str(path).endswith(".lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *a, **kw)
+
+    monkeypatch.setattr(cache, "open", no_lock, raising=False)
+    assert lc.get(KEY_A) is not None
+    with pytest.raises(CacheError, match="cannot use the local cache"):
+        lc.put(KEY_A, artifact)
