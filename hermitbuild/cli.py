@@ -163,9 +163,10 @@ def action(kind: str, settings: Settings, *args: Any):
 
 
 def _cmd_syscall(settings: Settings, args: list[str]) -> int:
-    from . import syscalls
+    from . import plan, syscalls
 
-    return syscalls.cli_main(args, settings)
+    # automake 1.11 runs inside the build container, like every other build tool
+    return syscalls.cli_main(args, settings, automake=plan.automake_in_container(settings))
 
 
 def _cmd_cache(settings: Settings, args: list[str]) -> int:
