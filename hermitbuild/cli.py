@@ -58,6 +58,13 @@ def load_context(settings: Settings) -> tuple[Settings, RecipeSet]:
     return settings, recipes
 
 
+def set_context(settings: Settings) -> tuple[Settings, RecipeSet]:
+    """Use ``settings`` (and the recipes they point at) for this process (tests, embedding)."""
+    global _CONTEXT
+    _CONTEXT = load_context(settings)
+    return _CONTEXT
+
+
 def context() -> tuple[Settings, RecipeSet]:
     """Settings and recipes of this process (read once)."""
     global _CONTEXT

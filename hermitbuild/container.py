@@ -211,6 +211,9 @@ def build_image(image: str, settings: Settings) -> str:
         if _exists(tag, settings):
             return tag
         path = containerfile(image, settings)
+        if settings.base_image.startswith("localhost/") and not base_image_exists(settings):
+            # a local base image (the default) is created on first use: no registry needed
+            make_base_image(settings)
         log = settings.logs_dir / "containers" / f"{image}.log"
         logger.info("building image %s (%s), log: %s", tag, path.name, log)
         argv = [rt, "build", *build_options(settings), "--build-arg", f"BASE_IMAGE={settings.base_image}",

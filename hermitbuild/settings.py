@@ -60,7 +60,7 @@ class Settings:
     offline: bool = False
     runtime: str = "auto"
     runtime_options: tuple[str, ...] = ()
-    base_image: str = "docker.io/library/debian:bookworm"
+    base_image: str = "localhost/hermitbuild-base:bookworm"
     jobs: int = 0  # 0: number of CPUs
     overrides: Mapping[str, Path] = field(default_factory=dict)
     gcc_variant: str = "upstream"

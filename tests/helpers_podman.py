@@ -199,7 +199,7 @@ from hermitbuild import cli, tasks
 
 _settings = podman_settings(Path(__file__).resolve().parent, Path({ws!r}))
 cli.setup_logging()
-cli._CONTEXT = cli.load_context(_settings)
+cli.set_context(_settings)
 DOIT_CONFIG = tasks.doit_config(_settings)
 task_containers = tasks.task_containers
 task_download = tasks.task_download
