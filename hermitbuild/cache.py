@@ -29,10 +29,13 @@ Artifacts
   member against the manifest (type, size, sha256, nothing missing, nothing extra) while
   extracting into a private temp dir inside ``dest_root``; only when everything verified
   does it merge the files into ``dest_root`` (per-file atomic rename, overwriting same
-  paths).  A failure while merging rolls the already-moved files back.  So either
+  paths; missing directories are moved in whole).  A failure while merging rolls the already-moved files back.  So either
   ``dest_root`` is unchanged (and :class:`~hermitbuild.errors.ArtifactError` /
   :class:`~hermitbuild.errors.CacheError` is raised) or the whole artifact is in place.
-  Writes never go through a symlink and never leave ``dest_root``.
+  Writes never go through a symlink and never leave ``dest_root``: no member may lie
+  under a symlink member, and a directory of ``dest_root`` that resolves outside it is
+  refused.  Symlink targets themselves are data (absolute links and links leaving the
+  install root are kept, with a warning when packed).
 
 Local cache
   :class:`LocalCache`: ``<root>/<k[:2]>/<k>`` plus a ``<k>.sha256`` sidecar in
@@ -257,11 +260,12 @@ def _scan_stage(stage_root: Path) -> list[_StageEntry]:
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(item.path)
                 if not _link_target_ok(path, target):
-                    raise CacheError(
-                        f"cannot pack {stage_root}/{path}: symlink to {target!r} leaves the install root",
-                        "an artifact may only hold links that resolve inside the install root "
-                        "(or absolute links)",
-                        "make the install create a link inside the prefix, or a copy")
+                    raise CacheError(f"cannot pack {stage_root}/{path}: symlink target {target!r} "
+                                     "is not a usable path", "it is empty or holds a NUL byte",
+                                     "fix the install step that creates this link")
+                if _link_leaves_root(path, target):
+                    logger.warning("%s/%s is a symlink to %r, outside the install root; it is "
+                                   "stored as is", stage_root, path, target)
                 out.append(_StageEntry(path, "symlink", item.path, 0o777, int(st.st_mtime), target))
             elif stat.S_ISDIR(st.st_mode):
                 out.append(_StageEntry(path, "dir", item.path, mode, int(st.st_mtime)))
@@ -381,13 +385,21 @@ def _tarinfo(name: str, kind: bytes, mode: int, mtime: int) -> tarfile.TarInfo:
 
 
 def _link_target_ok(path: str, target: str) -> bool:
-    """A relative link must resolve inside the root; absolute links are stored as data."""
-    if not target or "\x00" in target:
-        return False
+    """A link target is stored as data: it only has to be a non-empty path without NUL.
+
+    Links may point anywhere (absolute links into the prefix, relative ones such as
+    ``../../../lib/x``); safety comes from never writing *through* a link: a member may
+    not lie under a symlink member, and a restore refuses directories that resolve
+    outside the install root.
+    """
+    return bool(target) and "\x00" not in target and len(target) < 4096
+
+
+def _link_leaves_root(path: str, target: str) -> bool:
     if target.startswith("/"):
-        return True
+        return False
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-    return resolved != ".." and not resolved.startswith("../") and not resolved.startswith("/")
+    return resolved == ".." or resolved.startswith("../")
 
 
 def _bad(artifact: Path | str, why: str) -> ArtifactError:
@@ -431,7 +443,7 @@ def _check_manifest(manifest: Any, artifact: Path | str, expected_key: str | Non
         elif kind == "symlink":
             target = item.get("target")
             if not isinstance(target, str) or not _link_target_ok(path, target):
-                raise _bad(artifact, f"symlink {path!r} -> {target!r} leaves the install root")
+                raise _bad(artifact, f"symlink {path!r} has an unusable target {target!r}")
         elif kind != "dir":
             raise _bad(artifact, f"{path!r} has unknown type {kind!r}")
         types[path] = kind

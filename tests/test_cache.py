@@ -132,7 +132,7 @@ GOOD = b"good content"
 
 @pytest.mark.parametrize("case", [
     "content-mismatch", "extra-member", "missing-member", "dotdot-path", "absolute-path",
-    "escaping-symlink", "write-through-symlink", "manifest-not-first", "hardlink-member",
+    "empty-link-target", "write-through-symlink", "manifest-not-first", "hardlink-member",
     "wrong-type", "duplicate-path",
 ])
 def test_tampered_artifacts_are_rejected(tmp_path: Path, dest: Path, case: str) -> None:
@@ -151,9 +151,9 @@ def test_tampered_artifacts_are_rejected(tmp_path: Path, dest: Path, case: str) 
     elif case == "absolute-path":
         files.append(file_entry("/tmp/evil", b"x"))
         members.append(("files//tmp/evil", "file", b"x"))
-    elif case == "escaping-symlink":
-        files.append({"path": "bin/up", "type": "symlink", "mode": 0o777, "target": "../../../etc"})
-        members.append(("files/bin/up", "symlink", "../../../etc"))
+    elif case == "empty-link-target":
+        files.append({"path": "bin/up", "type": "symlink", "mode": 0o777, "target": ""})
+        members.append(("files/bin/up", "symlink", ""))
     elif case == "write-through-symlink":
         outside = tmp_path / "outside"
         outside.mkdir()
@@ -266,14 +266,34 @@ def test_restore_refuses_to_write_through_a_symlinked_dir_leaving_the_root(
     assert snapshot(dest) == before and list(outside.iterdir()) == []
 
 
-def test_pack_rejects_escaping_symlinks_and_special_files(tmp_path: Path) -> None:
+def test_links_leaving_the_root_are_data_never_written_through(tmp_path: Path, caplog) -> None:
+    """Like Debian's ../../../x86_64-linux-gnu/libasan.so links: packed (with a warning) and
+    restored as links; a later artifact that would write through such a link is refused."""
+    stage = tmp_path / "s"
+    (stage / "lib").mkdir(parents=True)
+    os.symlink("../../../x86_64-linux-gnu/libasan.so.8", stage / "lib" / "libasan.so")
+    os.symlink("../../etc", stage / "etc")
+    with caplog.at_level(logging.WARNING, logger="hermitbuild.cache"):
+        art = pack_artifact(stage, KEY_A, {}, tmp_path / "a.tar.gz")
+    assert "outside the install root" in caplog.text
+    dest = tmp_path / "deep" / "er" / "prefix"
+    restore_artifact(art, dest, KEY_A)
+    assert os.readlink(dest / "lib" / "libasan.so") == "../../../x86_64-linux-gnu/libasan.so.8"
+    assert os.readlink(dest / "etc") == "../../etc"
+    # another artifact putting a file under etc/ would write outside the prefix: refused
+    files = [{"path": "etc", "type": "dir", "mode": 0o755}, file_entry("etc/pwned", b"x")]
+    other = handmade_artifact(tmp_path / "b.tar.gz", manifest_for(KEY_B, files),
+                              [("files/etc", "dir", None), ("files/etc/pwned", "file", b"x")])
+    (tmp_path / "deep" / "etc").mkdir()  # the link now resolves to a real directory outside
+    with pytest.raises(CacheError, match="outside the install root"):
+        restore_artifact(other, dest, KEY_B)
+    assert list((tmp_path / "deep" / "etc").iterdir()) == []
+
+
+def test_pack_rejects_special_files_and_missing_stage(tmp_path: Path) -> None:
     stage = tmp_path / "s"
     stage.mkdir()
-    os.symlink("../../etc/passwd", stage / "up")
     out = tmp_path / "a.tar.gz"
-    with pytest.raises(CacheError, match="leaves the install root"):
-        pack_artifact(stage, KEY_A, {}, out)
-    (stage / "up").unlink()
     os.mkfifo(stage / "fifo")
     with pytest.raises(CacheError, match="not a file, directory or symlink"):
         pack_artifact(stage, KEY_A, {}, out)
