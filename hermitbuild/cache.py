@@ -29,9 +29,10 @@ Artifacts
   member against the manifest (type, size, sha256, nothing missing, nothing extra) while
   extracting into a private temp dir inside ``dest_root``; only when everything verified
   does it merge the files into ``dest_root`` (per-file atomic rename, overwriting same
-  paths; missing directories are moved in whole).  A failure while merging rolls the already-moved files back.  So either
-  ``dest_root`` is unchanged (and :class:`~hermitbuild.errors.ArtifactError` /
-  :class:`~hermitbuild.errors.CacheError` is raised) or the whole artifact is in place.
+  paths; missing directories are moved in whole).  A failure while merging rolls the
+  already-moved files back.  So either ``dest_root`` is unchanged (and
+  :class:`~hermitbuild.errors.ArtifactError` / :class:`~hermitbuild.errors.CacheError` is
+  raised) or the whole artifact is in place.
   Writes never go through a symlink and never leave ``dest_root``: no member may lie
   under a symlink member, and a directory of ``dest_root`` that resolves outside it is
   refused.  Symlink targets themselves are data (absolute links and links leaving the
@@ -41,7 +42,7 @@ Local cache
   :class:`LocalCache`: ``<root>/<k[:2]>/<k>`` plus a ``<k>.sha256`` sidecar in
   ``sha256sum`` format.  ``put`` copies to a temp file in the same directory and renames
   under an exclusive ``flock`` on ``<root>/.lock``; an existing valid entry is kept.
-  ``get`` checks size and sha256 against the sidecar; a bad entry is logged, deleted and
+  ``get`` checks the sha256 (hence the size) against the sidecar; a bad entry is logged, deleted and
   reported as a miss.  ``prune`` removes least recently used entries (mtime, touched on
   every hit) down to ``max_size`` bytes (0: unbounded); ``put`` prunes automatically when
   over the bound.
@@ -51,9 +52,9 @@ Remote cache
   ``<base>/<checksum_key(key)>``, a small object ``"<sha256 of the artifact>  <key>"`` whose
   name is itself 64 hex digits (so bazel-remote's ``/ac/`` accepts it).  The artifact is
   uploaded before its checksum and readers look at the checksum first, so a half-uploaded
-  artifact is a miss; a download must match the checksum and carry the right manifest key.  Optional bearer token,
-  timeouts and retries (none after a read timeout).  Network trouble never raises: it logs
-  a warning, returns ``None``/``False`` and marks the remote as down for this process
+  artifact is a miss; a download must match the checksum and carry the right manifest
+  key.  Optional bearer token, timeouts and retries (none after a read timeout).  Network
+  trouble never raises: it logs a warning, returns ``None``/``False`` and marks the remote as down for this process
   (``DOWN_SECONDS``), so every later recipe of the run falls back to building locally at
   once, without waiting again.  HTTP refusals (401/403/4xx) are warnings too, but do not
   mark the remote down.  Mode ``read`` never sends a ``PUT``.
@@ -1083,7 +1084,8 @@ class RemoteCache:
                 return None
             fields = resp.text.split()
             if not fields or not _SHA_RE.match(fields[0]):
-                logger.warning("remote cache: the checksum object of %s is malformed; ignoring the entry", key[:12])
+                logger.warning("remote cache: the checksum object of %s is malformed; ignoring it",
+                               key[:12])
                 return None
             expected = fields[0]
             for attempt in range(self.retries + 1):
