@@ -498,6 +498,37 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         progress(f"{name}: installed into {root} ({len(files)} entries)")
 
 
+def push_is_gated(settings: Settings) -> bool:
+    """True when artifacts reach the remote only after the smoke test (``smoke_gate``)."""
+    return settings.smoke_gate and settings.remote_cache_mode == "readwrite"
+
+
+def record_smoke_and_push(names: Sequence[str], settings: Settings, smoke: Mapping[str, Any]) -> list[str]:
+    """Record ``smoke`` (a smoke test's result) in the installed artifacts of ``names``; push them
+    to the remote when it passed.  Returns the recipes pushed.  Never raises for remote trouble."""
+    from . import cache
+
+    local, remote = cache.open_caches(settings)
+    pushed: list[str] = []
+    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        stamp = _read_json(_install_stamp(name, settings))
+        key = stamp.get("key") if stamp else None
+        artifact = local.get(key) if key else None
+        if artifact is None:
+            logger.warning("%s: no artifact in the local cache to record the smoke result in", name)
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix=f".annotate-{name}-", dir=settings.build_dir))
+        try:
+            annotated = cache.annotate_artifact(artifact, {"smoke": dict(smoke)}, tmp / f"{key}.tar.gz")
+            local.put(key, annotated, move=True, replace=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if smoke.get("passed") and remote is not None and remote.put(key, local.path(key)):
+            pushed.append(name)
+    return pushed
+
+
 def build_all(names: Sequence[str], recipes: RecipeSet, settings: Settings, *,
               push: bool = True) -> None:
     """Build ``names`` and everything they depend on, in dependency order (sequentially)."""

@@ -375,6 +375,49 @@ def pack_artifact(stage_root: Path, key: str, inputs: Mapping, out: Path,
     return out
 
 
+def annotate_artifact(artifact: Path, extra: Mapping[str, Any], out: Path) -> Path:
+    """Copy ``artifact`` to ``out`` (atomic) with ``extra`` merged into its manifest.
+
+    Used to record facts learnt after packing (the smoke test's result) in the
+    artifact itself.  The key, the inputs and every file stay as they are; the
+    source artifact is verified first, so a corrupt one is never re-signed.
+    """
+    reserved = {"format", "key", "inputs", "files", "total_size"} & set(extra)
+    if reserved:
+        raise CacheError(f"cannot annotate {artifact}: {', '.join(sorted(reserved))} are fixed",
+                         "annotations may only add facts, not change what the artifact is",
+                         "use another field name")
+    manifest = verify_artifact(artifact)
+    manifest.update(extra)
+    blob = json.dumps(manifest, sort_keys=True, indent=1, default=str).encode("utf-8")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=_TMP_SUFFIX, dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
+                with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as dst, \
+                        _open_tar(Path(artifact)) as src:
+                    for member in src:
+                        if member.name == MANIFEST_NAME:
+                            ti = _tarinfo(MANIFEST_NAME, tarfile.REGTYPE, 0o644, member.mtime)
+                            ti.size = len(blob)
+                            dst.addfile(ti, io.BytesIO(blob))
+                        elif member.isfile():
+                            dst.addfile(member, src.extractfile(member))
+                        else:
+                            dst.addfile(member)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return out
+
+
 def _tarinfo(name: str, kind: bytes, mode: int, mtime: int) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
     ti.type = kind
@@ -814,8 +857,10 @@ class LocalCache:
                     removed = True
             return removed
 
-    def put(self, key: str, artifact: Path, *, move: bool = False) -> Path:
-        """Store ``artifact`` under ``key`` (its manifest must carry that key); return the cache path."""
+    def put(self, key: str, artifact: Path, *, move: bool = False, replace: bool = False) -> Path:
+        """Store ``artifact`` under ``key`` (its manifest must carry that key); return the cache path.
+
+        An entry already there is kept unless ``replace`` (used to store an annotated copy)."""
         check_key(key)
         artifact = Path(artifact)
         manifest = read_manifest(artifact)
@@ -852,7 +897,7 @@ class LocalCache:
                 digest = h.hexdigest()
             os.chmod(tmp, 0o644)
             with self._lock():
-                if self.has(key) and self._read_sidecar(key) is not None and final.exists():
+                if not replace and self.has(key) and self._read_sidecar(key) is not None and final.exists():
                     os.unlink(tmp)
                     with contextlib.suppress(OSError):
                         os.utime(final)

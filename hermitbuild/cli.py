@@ -119,13 +119,33 @@ def _do_prepare(settings: Settings, name: str) -> None:
 def _do_build(settings: Settings, name: str) -> None:
     from . import build
 
-    build.build_recipe(name, _recipes(settings), settings)
+    # with the smoke gate on, artifacts reach the remote only after `doit toolchain`'s smoke test
+    build.build_recipe(name, _recipes(settings), settings, push=not build.push_is_gated(settings))
 
 
 def _do_summary(settings: Settings) -> None:
+    from . import build
+
     recipes = _recipes(settings)
     print(f"toolchain: {len(recipes)} recipes installed into {settings.prefix} "
           f"(gcc variant: {settings.gcc_variant}, target {settings.target})")
+    if build.push_is_gated(settings):
+        _gate(settings, list(recipes.order))
+
+
+def _gate(settings: Settings, names: list[str]) -> None:
+    """The smoke gate: boot the examples; record the result in the artifacts; push only on success."""
+    from . import build, qemu
+
+    result = qemu.smoke_main(settings, available_syscalls=_available_syscalls(settings),
+                             exec_prefix=_exec_prefix(settings))
+    pushed = build.record_smoke_and_push(names, settings, result.to_manifest())
+    if not result.passed:
+        raise HermitBuildError("smoke test failed: the toolchain was not pushed to the remote cache",
+                               result.summary(),
+                               "fix the toolchain (see the logs under build/logs), or set smoke_gate: false "
+                               "to push without booting")
+    print(f"smoke test passed; pushed {len(pushed)} artifact(s) to {settings.remote_cache}")
 
 
 def _available_syscalls(settings: Settings) -> list[str]:
