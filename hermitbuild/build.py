@@ -74,8 +74,6 @@ Contract:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -84,11 +82,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from . import container
 from .errors import BuildError, ConfigError, ContainerError, HermitBuildError
 from .recipe import Recipe, RecipeSet, Step
+from .fsutil import file_lock
 from .settings import Settings
 from .yamlutil import write_atomic
 
@@ -206,15 +205,6 @@ def is_installed(name: str, recipes: RecipeSet, settings: Settings) -> bool:
 
 # --------------------------------------------------------------------------- helpers
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _ensure_dir(path: Path, setting: str) -> None:
@@ -464,7 +454,7 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
     root = install_root(recipe, settings)
     _ensure_dir(settings.prefix, "prefix")
     _ensure_dir(root, "tools_prefix" if recipe.install_root == "tools" else "prefix")
-    with _lock(_steps_dir(name, settings) / ".lock"):
+    with file_lock(_steps_dir(name, settings) / ".lock"):
         if _stamp_current(name, key, settings, recipe):  # a concurrent run did it
             return
         _check_deps(recipe, recipes, settings)

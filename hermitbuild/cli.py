@@ -21,7 +21,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .errors import HermitBuildError
 from .recipe import RecipeSet, load_recipes
@@ -81,7 +81,6 @@ def fail(err: HermitBuildError):
 
 
 def _recipes(settings: Settings) -> RecipeSet:
-    global _CONTEXT
     if _CONTEXT is not None and _CONTEXT[0] == settings:
         return _CONTEXT[1]
     return load_context(settings)[1]
@@ -202,22 +201,89 @@ def _cmd_cache(settings: Settings, args: list[str]) -> int:
     return cache.cache_cli(args, settings)
 
 
-def _exec_prefix(settings: Settings) -> list[str]:
-    """Run toolchain programs where the toolchain runs: on this host (the prefix is mounted into the
-    build containers at the same path, so the host can use it directly when its libc is compatible)."""
-    return []
+TOOLCHAIN_IMAGE = "toolchain"
+_SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run",
+                          "sbin", "sys", "usr", "tmp", "var"})
+
+
+def _would_shadow(directory: Path) -> bool:
+    """Whether mounting ``directory`` at the same path would hide a system directory of the image."""
+    parts = directory.parts
+    if len(parts) <= 1:
+        return True  # "/"
+    if len(parts) == 2:
+        return parts[1] in _SYSTEM_DIRS
+    return len(parts) == 3 and parts[1] in _SYSTEM_DIRS - {"tmp", "var", "run"}
+
+
+def _app_mounts(args: Sequence[str]) -> list[tuple[Path, bool]]:
+    """Read-only mounts for the files a ``doit boot``/``doit image`` command line names.
+
+    Every argument before ``--`` that is an existing path counts (the application: a
+    ``.c`` file, a directory of them or a built unikernel); its directory is mounted,
+    so headers beside the sources are seen.  A directory that would hide a system
+    directory of the image (``/``, ``/tmp``, ``/usr/bin``...) is not mounted; a file
+    in one is mounted alone.
+    """
+    mounts: list[tuple[Path, bool]] = []
+    for arg in args:
+        if arg == "--":
+            break
+        if not arg or arg.startswith("-"):
+            continue
+        path = Path(arg).absolute()
+        if not path.exists():
+            continue
+        directory = path if path.is_dir() else path.parent
+        if not _would_shadow(directory):
+            mounts.append((directory, False))
+        elif path.is_file():
+            mounts.append((path, False))
+        else:
+            logger.warning("not mounting %s into the toolchain container (it would hide the "
+                           "container's own %s); move the application to a directory of its own",
+                           path, path)
+    return mounts
+
+
+def _exec_prefix(settings: Settings, args: Sequence[str] = (), *, image: str = TOOLCHAIN_IMAGE) -> list[str]:
+    """Run toolchain programs where the toolchain runs: in its build container (issue 7).
+
+    The compiler and the proxy (which starts qemu: the toolchain image holds it) run in a
+    fresh container of ``image`` with, at the same paths: the prefix (read-only), the build
+    directory (read-write: compile outputs under work/, logs), the repository root
+    (read-only: examples/) and the application named in ``args`` (read-only, see
+    :func:`_app_mounts`); ``--device /dev/kvm`` when KVM is usable here.  The network
+    stays off: the proxy talks to qemu over the container's own loopback.  Without any
+    container runtime the programs run on this host (with a warning).
+    """
+    from . import container
+    from .errors import ContainerError
+    from .qemu import kvm_usable
+
+    try:
+        container.detect_runtime(settings)
+    except ContainerError as err:
+        logger.warning("%s: running the toolchain on this host instead of in its build container "
+                       "(%s)", err.what, err.fix)
+        return []
+    mounts: list[tuple[Path, bool]] = [(settings.prefix, False), (settings.build_dir, True),
+                                       (settings.root, False), *_app_mounts(args)]
+    devices = ["/dev/kvm"] if kvm_usable() else []
+    return container.exec_prefix(image, settings, mounts=mounts, devices=devices,
+                                 cwd=settings.build_dir)
 
 
 def _cmd_run(settings: Settings, args: list[str]) -> int:
     from . import qemu
 
-    return qemu.run_main(args, settings, exec_prefix=_exec_prefix(settings))
+    return qemu.run_main(args, settings, exec_prefix=_exec_prefix(settings, args))
 
 
 def _cmd_image(settings: Settings, args: list[str]) -> int:
     from . import image
 
-    image.image_main(args, settings, exec_prefix=_exec_prefix(settings))
+    image.image_main(args, settings, exec_prefix=_exec_prefix(settings, args))
     return 0
 
 

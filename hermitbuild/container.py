@@ -32,12 +32,15 @@ Contract:
   :func:`hermitbuild.runner.run`).  On Ctrl-C or a timeout the container is
   removed with ``rm -f`` so none is left running; :func:`remove_labelled`
   removes containers a killed client left behind.
+- :func:`exec_prefix` is the same ``run`` command line up to and including the
+  image tag, for callers that run programs through :func:`hermitbuild.runner.run`
+  themselves (``doit boot``/``smoke``/``image`` run the installed toolchain in
+  the image it was built in); ``--device`` options (``/dev/kvm``) and ``-i`` on
+  request.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -47,11 +50,12 @@ import shlex
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from . import runner
 from .errors import CommandError, ContainerError
 from .runner import Completed
+from .fsutil import file_lock
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -192,22 +196,13 @@ def base_image_exists(settings: Settings) -> bool:
     return _exists(settings.base_image, settings)
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def build_image(image: str, settings: Settings) -> str:
     """Build the image unless it exists; return its tag."""
     tag = image_tag(image, settings)
     rt = detect_runtime(settings)
-    with _lock(settings.stamps_dir / "images" / f"{image}.lock"):
+    with file_lock(settings.stamps_dir / "images" / f"{image}.lock"):
         if _exists(tag, settings):
             return tag
         path = containerfile(image, settings)
@@ -329,11 +324,20 @@ def _container_name(label: str) -> str:
 
 def run_argv(tag: str, argv: Sequence[str], settings: Settings, *, runtime: str, cwd: Path,
              mounts: Sequence[tuple[Path, bool]], env: Mapping[str, str], network: bool,
-             user: tuple[int, int] | None, name: str,
-             labels: Mapping[str, str] | None = None) -> list[str]:
-    """The full ``<runtime> run ...`` command line (see the module docstring)."""
+             user: tuple[int, int] | None, name: str | None,
+             labels: Mapping[str, str] | None = None, devices: Sequence[str] = (),
+             interactive: bool = False) -> list[str]:
+    """The full ``<runtime> run ...`` command line (see the module docstring).
+
+    ``name=None`` leaves the container unnamed; ``devices`` become ``--device``
+    options, ``interactive`` adds ``-i`` (stdin is passed on).
+    """
     uid, gid = user if user is not None else (os.getuid(), os.getgid())
-    cmd = [runtime, "run", "--rm", "--init", "--name", name]
+    cmd = [runtime, "run", "--rm", "--init"]
+    if name is not None:
+        cmd += ["--name", name]
+    if interactive:
+        cmd.append("-i")
     for key, value in (labels or {}).items():
         cmd += ["--label", f"{key}={value}"]
     if not network:
@@ -351,6 +355,8 @@ def run_argv(tag: str, argv: Sequence[str], settings: Settings, *, runtime: str,
             continue
         seen.add(p)
         cmd += ["-v", f"{p}:{p}:{'rw' if writable else 'ro'}"]
+    for device in devices:
+        cmd += ["--device", str(device)]
     cmd += ["-w", str(cwd)]
     cmd += list(settings.runtime_options)
     cmd.append(tag)
@@ -421,3 +427,42 @@ def run_in_container(image: str, argv: Sequence[str], settings: Settings, *, cwd
         raise CommandError([str(a) for a in argv], done.returncode, cwd=cwd, log_path=log_path,
                            tail=done.tail, why=f"exit status {done.returncode} in container {tag}")
     return done
+
+
+EXEC_LABEL = "hermitbuild.exec"
+
+
+def exec_prefix(image: str, settings: Settings, *, mounts: Sequence[tuple[Path, bool]],
+                devices: Sequence[str] = (), cwd: Path, interactive: bool = False) -> list[str]:
+    """``<runtime> run ... <tag>``: a command prefix running one program in a fresh container.
+
+    Callers append the program and its arguments (``[*prefix, gcc, ...]``); the
+    command line is :func:`run_argv`'s (same options as
+    :func:`run_in_container`: network off, the invoking uid:gid, same-path
+    mounts, ``--init``, the ``runtime_options``), unnamed so that one prefix
+    serves any number of runs, labelled ``hermitbuild.exec=<image>``.  The
+    image is built first when missing.  Writable mounts are created; a
+    read-only mount that does not exist is left out (there is nothing to see
+    in it).  Mounts are given parents first.  ``devices`` become ``--device``
+    options (e.g. ``/dev/kvm``), ``interactive`` passes stdin on (``-i``).
+
+    Network off is enough to boot unikernels: HermitCore's proxy starts qemu
+    with ``-net user,hostfwd=tcp:127.0.0.1:<port>-:<port>`` and connects to
+    that port on 127.0.0.1, and a ``--network=none`` container has its own
+    loopback interface, up.
+    """
+    rt = detect_runtime(settings)
+    tag = ensure_image(image, settings)
+    kept: list[tuple[Path, bool]] = []
+    for path, writable in mounts:
+        path = Path(path).absolute()
+        if writable:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            logger.debug("not mounting %s into the %s container: it does not exist", path, image)
+            continue
+        kept.append((path, writable))
+    kept.sort(key=lambda m: len(m[0].parts))
+    return run_argv(tag, [], settings, runtime=rt, cwd=Path(cwd).absolute(), mounts=kept, env={},
+                    network=False, user=None, name=None, labels={EXEC_LABEL: image},
+                    devices=devices, interactive=interactive)

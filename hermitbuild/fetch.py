@@ -60,8 +60,6 @@ imported lazily).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -72,12 +70,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, ContextManager
 from urllib.parse import unquote, urlsplit
 
 from . import __version__
 from .errors import ChecksumError, FetchError, OfflineError
 from .recipe import Recipe, Source
+from .fsutil import file_lock
 from .settings import Settings
 from .unpack import place_tree, safe_extract
 from .yamlutil import write_atomic
@@ -193,17 +192,9 @@ def _resolve_submodule_url(parent: str, url: str) -> str:
 
 # --------------------------------------------------------------------------- small helpers
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path) -> ContextManager[None]:
     """An exclusive lock for ``path`` (``.locks/<name>.lock`` beside it), across processes."""
-    lock = path.parent / ".locks" / (path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(path.parent / ".locks" / (path.name + ".lock"))
 
 
 def _sha256_file(path: Path) -> str:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -50,13 +49,13 @@ import shutil
 import stat
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .errors import ConfigError, HermitBuildError, RecipeError
 from .patch import apply_series
 from .recipe import Recipe, load_recipe
+from .fsutil import file_lock
 from .settings import Settings
 from .yamlutil import write_atomic
 
@@ -229,18 +228,6 @@ def is_prepared(recipe: Recipe, settings: Settings, syscall_digest: str = "") ->
 
 # ---------------------------------------------------------------------- preparing
 
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def _rmtree(path: Path) -> None:
     def onerror(func: Any, p: str, exc: Any) -> None:  # read-only dirs inside trees
         try:
@@ -386,7 +373,7 @@ def prepare_tree(recipe: Recipe, settings: Settings, generate: Callable[[Path], 
     target = tree_path(owner, settings)
     src_dir = target.parent
     src_dir.mkdir(parents=True, exist_ok=True)
-    with _lock(src_dir / f".{owner.name}.lock"):
+    with file_lock(src_dir / f".{owner.name}.lock"):
         inputs = _identity_inputs(owner, settings, syscall_digest)
         identity = _hash_inputs(inputs)
         stamp = _read_stamp(owner.name, settings)

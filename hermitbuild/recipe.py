@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import graphlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
