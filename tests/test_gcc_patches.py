@@ -213,6 +213,8 @@ def test_dfsg_workaround_applies_on_top(patched: Path) -> None:
     apply_series(patched, dfsg_patches(), recipe="gcc-stage1 (dfsg)")
     makefile = (patched / "gcc" / "Makefile.in").read_text(encoding="utf-8")
     assert re.search(r"^BUILD_INFO =\s*$", makefile, re.M)
+    rule = re.search(r"^s-tm-texi: build/genhooks.*?\n\n", makefile, re.M | re.S).group(0)
+    assert "genhooks$(build_exeext) -d" not in rule and "$(STAMP) $@" in rule
     for p in dfsg_patches():
         check_patch_header(p.path)
 
