@@ -132,7 +132,7 @@ def test_both_stages_work_with_both_variants(variant: dict) -> None:
     assert final.version == stage1.version
     assert final.tree_owner == "gcc-stage1"
     assert stage1.depends == ("binutils",)
-    assert set(final.depends) >= {"binutils", "gcc-stage1", "newlib", "pthread-embedded"}
+    assert set(final.depends) >= {"binutils", "gcc-stage1", "hermit-bootstrap", "newlib", "pthread-embedded"}
     ctx = {"src": "/src", "target": "x86_64-hermit", "prefix": "/opt/hermit", "jobs": "2",
            "stage": "/stage", "build": "/build"}
     s1 = {s.name: s.argv(ctx) for s in stage1.steps}
@@ -144,7 +144,9 @@ def test_both_stages_work_with_both_variants(variant: dict) -> None:
     fin = {s.name: s.argv(ctx) for s in final.steps}
     assert {"--with-newlib", "--target=x86_64-hermit", "--enable-threads=posix"} <= set(fin["configure"])
     assert "all-target-libgcc" in fin["libgcc"]
-    assert {"install-gcc", "install-target-libgcc", "DESTDIR=/stage"} <= set(fin["install"])
+    assert "all-target-libstdc++-v3" in fin["libstdcxx"]  # CMake's C++ check links -lstdc++
+    assert {"install-gcc", "install-target-libgcc", "install-target-libstdc++-v3",
+            "DESTDIR=/stage"} <= set(fin["install"])
 
 
 @pytest.mark.parametrize("variant", [UPSTREAM, FORK], ids=["upstream", "fork"])
