@@ -300,6 +300,31 @@ class _HashingReader(io.RawIOBase):
         return data
 
 
+@contextlib.contextmanager
+def _tar_gz_writer(out: Path, compresslevel: int = 6) -> Iterator[tarfile.TarFile]:
+    """A tar.gz stream writing to a temp file beside ``out``, renamed onto it when the block
+    ends without error (fsynced, mode 0644); removed on error.  OSErrors become CacheError."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=_TMP_SUFFIX, dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
+                with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                    yield tar
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise CacheError(f"cannot write artifact {out}", str(exc),
+                             "check free space and permissions of that directory") from None
+        raise
+
+
 def pack_artifact(stage_root: Path, key: str, inputs: Mapping, out: Path,
                   *, compresslevel: int = 6) -> Path:
     """Pack everything under ``stage_root`` into the artifact ``out`` (atomic); return ``out``."""
@@ -332,44 +357,28 @@ def pack_artifact(stage_root: Path, key: str, inputs: Mapping, out: Path,
     blob = json.dumps(manifest, sort_keys=True, indent=1, default=str).encode("utf-8")
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=_TMP_SUFFIX, dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
-                with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                    ti = _tarinfo(MANIFEST_NAME, tarfile.REGTYPE, 0o644, int(now.timestamp()))
-                    ti.size = len(blob)
-                    tar.addfile(ti, io.BytesIO(blob))
-                    for e, item in zip(entries, manifest_files):
-                        name = FILES_PREFIX + e.path
-                        if e.type == "dir":
-                            tar.addfile(_tarinfo(name, tarfile.DIRTYPE, e.mode, e.mtime))
-                        elif e.type == "symlink":
-                            ti = _tarinfo(name, tarfile.SYMTYPE, 0o777, e.mtime)
-                            ti.linkname = e.target
-                            tar.addfile(ti)
-                        else:
-                            ti = _tarinfo(name, tarfile.REGTYPE, e.mode, e.mtime)
-                            ti.size = item["size"]
-                            with open(e.abspath, "rb") as fh:
-                                reader = _HashingReader(fh)
-                                tar.addfile(ti, reader)  # type: ignore[arg-type]
-                            if reader.hash.hexdigest() != item["sha256"] or reader.size != ti.size:
-                                raise CacheError(f"cannot pack {e.abspath}: it changed while packing",
-                                                 "something is still writing into the stage",
-                                                 "re-run the build")
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise CacheError(f"cannot write artifact {out}", str(exc),
-                             "check free space and permissions of that directory") from None
-        raise
+    with _tar_gz_writer(out, compresslevel) as tar:
+        ti = _tarinfo(MANIFEST_NAME, tarfile.REGTYPE, 0o644, int(now.timestamp()))
+        ti.size = len(blob)
+        tar.addfile(ti, io.BytesIO(blob))
+        for e, item in zip(entries, manifest_files):
+            name = FILES_PREFIX + e.path
+            if e.type == "dir":
+                tar.addfile(_tarinfo(name, tarfile.DIRTYPE, e.mode, e.mtime))
+            elif e.type == "symlink":
+                ti = _tarinfo(name, tarfile.SYMTYPE, 0o777, e.mtime)
+                ti.linkname = e.target
+                tar.addfile(ti)
+            else:
+                ti = _tarinfo(name, tarfile.REGTYPE, e.mode, e.mtime)
+                ti.size = item["size"]
+                with open(e.abspath, "rb") as fh:
+                    reader = _HashingReader(fh)
+                    tar.addfile(ti, reader)  # type: ignore[arg-type]
+                if reader.hash.hexdigest() != item["sha256"] or reader.size != ti.size:
+                    raise CacheError(f"cannot pack {e.abspath}: it changed while packing",
+                                     "something is still writing into the stage",
+                                     "re-run the build")
     logger.info("packed %s (%d entries, %s) into %s", key[:12], len(entries),
                 format_size(out.stat().st_size), out)
     return out
@@ -391,30 +400,16 @@ def annotate_artifact(artifact: Path, extra: Mapping[str, Any], out: Path) -> Pa
     manifest.update(extra)
     blob = json.dumps(manifest, sort_keys=True, indent=1, default=str).encode("utf-8")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=_TMP_SUFFIX, dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
-                with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as dst, \
-                        _open_tar(Path(artifact)) as src:
-                    for member in src:
-                        if member.name == MANIFEST_NAME:
-                            ti = _tarinfo(MANIFEST_NAME, tarfile.REGTYPE, 0o644, member.mtime)
-                            ti.size = len(blob)
-                            dst.addfile(ti, io.BytesIO(blob))
-                        elif member.isfile():
-                            dst.addfile(member, src.extractfile(member))
-                        else:
-                            dst.addfile(member)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with _tar_gz_writer(out) as dst, _open_tar(Path(artifact)) as src:
+        for member in src:
+            if member.name == MANIFEST_NAME:
+                ti = _tarinfo(MANIFEST_NAME, tarfile.REGTYPE, 0o644, member.mtime)
+                ti.size = len(blob)
+                dst.addfile(ti, io.BytesIO(blob))
+            elif member.isfile():
+                dst.addfile(member, src.extractfile(member))
+            else:
+                dst.addfile(member)
     return out
 
 
