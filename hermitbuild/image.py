@@ -57,6 +57,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SAFE_ARG_RE = re.compile(r"^[^\n\r\"';{}\\$]*$")
 
 
+# HermitCore's loader (arch/x86_64/loader/uart.c) picks its UART from `uart=io:<hex port>` on the
+# multiboot command line and passes it on to the kernel; without it nothing reaches COM1.
+HERMIT_SERIAL_CMDLINE = "uart=io:0x3f8"
+
+
 def grub_cfg(*, cmdline: str = "", app_name: str | None = "app", serial: bool = True) -> str:
     """The GRUB configuration of the ISO (see the module docstring)."""
     for what, value in (("kernel command line", cmdline), ("application name", app_name or "")):
@@ -327,7 +332,9 @@ def image_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence
     p.add_argument("--name", help="domain and file name (default: the application's name)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB (default 1024)")
     p.add_argument("--vcpus", type=int, default=1, help="virtual CPUs (default 1)")
-    p.add_argument("--cmdline", default="", help="kernel command line for ldhermit.elf")
+    p.add_argument("--cmdline", default=HERMIT_SERIAL_CMDLINE,
+                   help="kernel command line for ldhermit.elf (default: %(default)s, i.e. COM1: HermitCore's "
+                        "loader and kernel only write to a serial port named on the command line)")
     p.add_argument("--loader", type=Path, default=None,
                    help="multiboot loader (default <prefix>/bin/ldhermit.elf)")
     p.add_argument("--out-dir", type=Path, default=None, help="default <build_dir>/images")

@@ -277,7 +277,8 @@ def _boot(binary: Path, opts: RunOptions, settings: Settings, *, exec_prefix: Se
             raise RunError(f"{binary.name} ran longer than {opts.timeout:g} s and was stopped",
                            "the unikernel did not exit in time (a hang, a crash that left qemu "
                            f"running, or a slow boot without KVM); kernel log saved at {log_path}",
-                           f"read {log_path}; raise the limit with --timeout if it is just slow",
+                           f"read {log_path}; raise the limit with --timeout if it is just slow; with KVM on, "
+                           "try --no-kvm (or `kvm: off`): guests were seen hanging under nested KVM",
                            log_path=str(log_path), timeout=opts.timeout) from None
         raise RunError(f"could not start HermitCore's proxy for {binary.name}", err.why,
                        err.fix, log_path=str(log_path)) from None
@@ -420,7 +421,7 @@ def smoke(settings: Settings, *, exec_prefix: Sequence[str] = (), examples_dir: 
     ``available_syscalls`` (e.g. ``load_table(...).names()``) decides per example:
     it runs when every call it needs is in there.
     """
-    opts = opts or RunOptions(timeout=120)
+    opts = opts or RunOptions(timeout=120, kvm=kvm_setting(settings))
     work_dir = Path(work_dir or settings.work_dir / "smoke")
     log_dir = Path(log_dir or settings.logs_dir / "smoke")
     start = time.monotonic()
@@ -485,6 +486,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
+def kvm_setting(settings: Settings) -> bool | None:
+    """The ``kvm`` setting as a RunOptions.kvm value: None (auto), True or False."""
+    return {"on": True, "off": False}.get(settings.kvm)
+
+
 def run_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence[str] = ()) -> int:
     """``doit boot <app> [options] [-- app args]``: compile if needed, boot, return the app's status."""
     argv = list(argv)
@@ -494,7 +500,8 @@ def run_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence[s
         argv, app_args = argv[:cut], argv[cut + 1:]
     ns = _parser("doit boot").parse_args(argv)
     opts = RunOptions(isle=ns.isle, mem=ns.mem, cpus=ns.cpus, verbose=ns.verbose,
-                      extra_args=tuple(ns.args) + tuple(app_args), timeout=ns.timeout, kvm=ns.kvm,
+                      extra_args=tuple(ns.args) + tuple(app_args), timeout=ns.timeout,
+                      kvm=ns.kvm if ns.kvm is not None else kvm_setting(settings),
                       keep_log=ns.keep_log)
     app = Path(ns.app).absolute()
     log_dir = settings.logs_dir / "run"

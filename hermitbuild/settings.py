@@ -71,6 +71,7 @@ class Settings:
     remote_cache_token: str = ""  # read from the variable named above, never from the file
     cache_max_size: str = "20G"
     smoke_gate: bool = True
+    kvm: str = "auto"  # auto | on | off: KVM for booting unikernels (doit boot / smoke)
     file: Path | None = None  # the settings file that was read
 
     # ---- derived locations -------------------------------------------------
@@ -130,7 +131,7 @@ _PATH_FIELDS = {"prefix", "build_dir", "downloads_dir", "cache_dir", "tools_pref
 _BOOL_FIELDS = {"offline", "smoke_gate"}
 _INT_FIELDS = {"jobs"}
 _LIST_FIELDS = {"mirrors", "runtime_options", "hermit_languages"}
-_STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "remote_cache",
+_STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "remote_cache", "kvm",
                "remote_cache_mode", "remote_cache_token_env", "cache_max_size"}
 _MAP_FIELDS = {"overrides"}
 FILE_FIELDS = _PATH_FIELDS | _BOOL_FIELDS | _INT_FIELDS | _LIST_FIELDS | _STR_FIELDS | _MAP_FIELDS
@@ -290,6 +291,9 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
                           f"got {kwargs['gcc_variant']!r}",
                           "write `gcc_variant: upstream` (GCC 12.2 + patches) or `fork` (hermitcore/gcc)",
                           **where("gcc_variant"))
+    if kwargs.get("kvm", "auto") not in ("auto", "on", "off"):
+        raise ConfigError(f"kvm must be auto, on or off, got {kwargs['kvm']!r}",
+                          "write `kvm: auto` (use /dev/kvm when usable), `on` or `off`", **where("kvm"))
     if kwargs.get("remote_cache_mode", "off") not in REMOTE_MODES:
         raise ConfigError(f"remote_cache_mode must be one of {', '.join(REMOTE_MODES)}, "
                           f"got {kwargs['remote_cache_mode']!r}",
