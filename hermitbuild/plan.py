@@ -72,9 +72,16 @@ def generator(recipe: Recipe, settings: Settings,
     from . import syscalls
 
     if recipe.syscalls == "kernel":
-        return lambda tree: syscalls.generate_kernel(tree, table) and None
+        def generate_kernel(tree: Path) -> None:
+            syscalls.generate_kernel(tree, table)
+
+        return generate_kernel
     runner_fn = automake or automake_in_container(settings)
-    return lambda tree: syscalls.generate_newlib(tree, table, runner_fn) and None
+
+    def generate_newlib(tree: Path) -> None:
+        syscalls.generate_newlib(tree, table, runner_fn)
+
+    return generate_newlib
 
 
 def owner(recipe: Recipe, recipes: RecipeSet) -> Recipe:

@@ -600,7 +600,8 @@ def load_recipes(recipes_dir: Path, patches_root: Path,
                                   line=_graph_line(rec, "tree_from"), field="tree_from")
         graph[rec.name] = set(rec.depends) | ({rec.tree_from} if rec.tree_from else set())
     try:
-        tuple(graphlib.TopologicalSorter(graph).static_order())
+        # stable order: among ready recipes the alphabetical one first, for readable logs
+        order = _stable_topo(graph)
     except graphlib.CycleError as exc:
         nodes = list(exc.args[1])  # each node is a dependency of the next one
         cycle = " -> ".join(reversed(nodes))
@@ -609,8 +610,7 @@ def load_recipes(recipes_dir: Path, patches_root: Path,
         raise RecipeError(f"dependency cycle: {cycle} (each depends on the next)",
                           f"remove one of these dependencies, e.g. '{dep}' from {rec.file.name}",
                           file=rec.file, line=_graph_line(rec, key, dep), field=key) from None
-    # stable order: among ready recipes prefer file order for readability
-    return RecipeSet(recipes=recipes, order=_stable_topo(graph))
+    return RecipeSet(recipes=recipes, order=order)
 
 
 def _graph_line(rec: Recipe, key: str, item: str | None = None) -> int | None:
