@@ -12,7 +12,7 @@ Keys
        "tree": tree_id(recipe)   # pins / override content + patches + syscall digest,
        "image": image_id(recipe.image),
        "target": settings.target,
-       "build_settings": {prefix, tools, hermit_languages},   # values baked into binaries
+       "build_settings": {prefix, tools[, hermit_languages]},  # values baked into binaries
        "deps": {dependency: its key, ...}}                    # recursive
 
   The key is the sha256 of the canonical JSON of ``inputs`` (sorted keys, no spaces).
@@ -195,10 +195,26 @@ def recipe_definition(recipe: Recipe) -> dict[str, Any]:
     }
 
 
-def build_settings(settings: Settings) -> dict[str, Any]:
-    """The settings whose values end up inside the built files."""
-    return {"prefix": str(settings.prefix), "tools": str(settings.tools),
-            "hermit_languages": list(settings.hermit_languages)}
+def uses_placeholder(recipe: Recipe, name: str) -> bool:
+    """Whether ``{name}`` appears in a step argument or an env value of ``recipe``."""
+    mark = "{" + name + "}"
+    texts = [v for _, v in recipe.env]
+    for step in recipe.steps:
+        texts.extend(step.args)
+        texts.extend(v for _, v in step.env)
+    return any(mark in t for t in texts)
+
+
+def build_settings(settings: Settings, recipe: Recipe) -> dict[str, Any]:
+    """The settings whose values end up inside the files ``recipe`` builds.
+
+    prefix and tools are baked into every recipe's output; ``hermit_languages`` only
+    reaches recipes that pass ``{hermit_languages}`` on (and, through the dependency
+    keys, what is built on top of them), so changing it does not rebuild binutils."""
+    out: dict[str, Any] = {"prefix": str(settings.prefix), "tools": str(settings.tools)}
+    if uses_placeholder(recipe, "hermit_languages"):
+        out["hermit_languages"] = list(settings.hermit_languages)
+    return out
 
 
 def compute_key(recipe: Recipe, recipes: RecipeSet, settings: Settings, *,
@@ -226,7 +242,7 @@ def compute_key(recipe: Recipe, recipes: RecipeSet, settings: Settings, *,
             "tree": str(tree_id(rec)),
             "image": image_of(rec.image),
             "target": settings.target,
-            "build_settings": build_settings(settings),
+            "build_settings": build_settings(settings, rec),
             "deps": deps,
         }
         key = hashlib.sha256(canonical_json(inputs).encode("ascii")).hexdigest()

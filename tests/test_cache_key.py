@@ -15,14 +15,15 @@ from typing import Callable
 
 import pytest
 
-from hermitbuild.cache import canonical_json, compute_key
+from hermitbuild.cache import canonical_json, compute_key, uses_placeholder
 from hermitbuild.errors import CacheError
 from hermitbuild.recipe import Recipe, RecipeSet, Step
 
 from helpers_cache import recipe, recipe_set, settings_at
 
 WORDS = ["all", "install", "--enable-lto", "--disable-nls", "-O2", "{prefix}", "{target}",
-         "--prefix={prefix}", "DESTDIR={install}", "{src}/x", "{build}/y", "CC={target}-gcc"]
+         "--prefix={prefix}", "DESTDIR={install}", "{src}/x", "{build}/y", "CC={target}-gcc",
+         "-DHERMIT_LANGUAGES={hermit_languages}"]
 
 
 def _tree_id(rec: Recipe) -> str:
@@ -98,8 +99,10 @@ def _mutations(rs: RecipeSet, rng: random.Random) -> list[tuple[str, Callable]]:
         ("target", lambda s, t, i: key_of(rs, last, s.replace(target="aarch64-hermit"), t, i)),
         ("prefix", lambda s, t, i: key_of(rs, last, s.replace(prefix=Path("/opt/other")), t, i)),
         ("tools prefix", lambda s, t, i: key_of(rs, last, s.replace(tools_prefix=Path("/opt/t")), t, i)),
-        ("hermit_languages", lambda s, t, i: key_of(rs, last, s.replace(hermit_languages=("C",)), t, i)),
     ]
+    if languages_reach(rs, last):
+        muts.append(("hermit_languages",
+                     lambda s, t, i: key_of(rs, last, s.replace(hermit_languages=("C",)), t, i)))
     # a change in any (transitive) dependency changes the key
     deps = set()
     stack = list(rec.depends)
@@ -122,6 +125,12 @@ def _mutations(rs: RecipeSet, rng: random.Random) -> list[tuple[str, Callable]]:
     return muts
 
 
+def languages_reach(rs: RecipeSet, name: str) -> bool:
+    """Whether ``name`` or one of its (transitive) dependencies uses {hermit_languages}."""
+    rec = rs[name]
+    return uses_placeholder(rec, "hermit_languages") or any(languages_reach(rs, d) for d in rec.depends)
+
+
 def check_world(rng: random.Random, tmp_root: Path) -> None:
     rs, ws = random_world(rng)
     last = rs.order[-1]
@@ -136,6 +145,8 @@ def check_world(rng: random.Random, tmp_root: Path) -> None:
                                for n, r in rs.recipes.items()}, order=rs.order)
     assert key_of(moved, last, s2) == base
     assert key_of(rs, last, s1) == base
+    if not languages_reach(rs, last):   # a setting the recipes never see is not an input
+        assert key_of(rs, last, s1.replace(hermit_languages=("C", "Fortran"))) == base
     seen = {base: "base"}
     for kind, fn in _mutations(rs, rng):
         new = fn(s1, _tree_id, _image_id)
@@ -169,8 +180,7 @@ def test_key_is_sha256_of_canonical_inputs(tmp_path: Path) -> None:
     assert key == hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
     assert set(inputs) == {"format", "recipe", "tree", "image", "target", "build_settings", "deps"}
     assert inputs["deps"] == {"a": key_of(rs, "a", s)}
-    assert inputs["build_settings"] == {"prefix": "/opt/hermit", "tools": "/opt/hermit/tools",
-                                        "hermit_languages": ["C", "CXX"]}
+    assert inputs["build_settings"] == {"prefix": "/opt/hermit", "tools": "/opt/hermit/tools"}
     assert inputs["recipe"]["steps"][0]["args"] == ["--prefix={prefix}", "--target={target}"]
     text = json.dumps(inputs)
     assert str(tmp_path) not in text and "/somewhere" not in text
@@ -199,3 +209,16 @@ def test_key_cycle_is_an_error(tmp_path: Path) -> None:
     b = recipe("b", depends=("a",))
     with pytest.raises(CacheError, match="cycle"):
         compute_key(a, recipe_set(a, b), settings_at(tmp_path), tree_id=_tree_id, image_id=_image_id)
+
+
+def test_hermit_languages_reach_only_the_recipes_that_use_them(tmp_path: Path) -> None:
+    """With the real recipes: the languages are an input of the HermitCore builds (which pass
+    -DHERMIT_LANGUAGES on) and of what is built on top of them, not of binutils or gcc."""
+    from hermitbuild.recipe import load_recipes
+    root = Path(__file__).resolve().parent.parent
+    rs = load_recipes(root / "recipes", root / "patches", {"gcc_variant": "upstream"})
+    s = settings_at(tmp_path)
+    changed = {name for name in rs.order
+               if key_of(rs, name, s) != key_of(rs, name, s.replace(hermit_languages=("C",)))}
+    assert {"hermit-bootstrap", "hermit", "newlib", "gcc"} <= changed
+    assert not changed & {"binutils", "gcc-stage1", "autoconf", "automake", "gdb"}
