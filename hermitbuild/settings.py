@@ -45,6 +45,13 @@ def _default_cache_dir(environ: Mapping[str, str]) -> Path:
     return Path(base) / "hermitbuild"
 
 
+# runc and explicit ulimits: what works on every host we know (see hermitbuild.yaml).  The
+# default is the shipped file's value, so that a settings file without the field behaves
+# the same as the shipped one.
+DEFAULT_RUNTIME_OPTIONS: tuple[str, ...] = ("--runtime", "runc", "--ulimit", "nofile=4096:4096",
+                                            "--ulimit", "nproc=4096:4096")
+
+
 @dataclass(frozen=True)
 class Settings:
     """All knobs of a build.  See ``hermitbuild.yaml`` for documentation of each."""
@@ -59,7 +66,7 @@ class Settings:
     mirrors: tuple[str, ...] = ()
     offline: bool = False
     runtime: str = "auto"
-    runtime_options: tuple[str, ...] = ()
+    runtime_options: tuple[str, ...] = DEFAULT_RUNTIME_OPTIONS
     base_image: str = "localhost/hermitbuild-base:bookworm"
     jobs: int = 0  # 0: number of CPUs
     overrides: Mapping[str, Path] = field(default_factory=dict)

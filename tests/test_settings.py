@@ -92,3 +92,14 @@ def test_missing_explicit_settings_file():
     with pytest.raises(ConfigError) as info:
         load_settings(ROOT, environ={"HERMITBUILD_SETTINGS": "/nonexistent/x.yaml"})
     assert "does not exist" in str(info.value)
+
+
+def test_shipped_file_holds_the_defaults(tmp_path: Path) -> None:
+    """A settings file that leaves a field out gets the same value as the shipped hermitbuild.yaml
+    (a custom HERMITBUILD_SETTINGS file must not silently lose e.g. the runc/ulimit options)."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    shipped = load_settings(environ={})
+    bare = load_settings(environ={"HERMITBUILD_SETTINGS": str(empty)})
+    assert shipped.file is not None and bare.file == empty
+    assert shipped.replace(file=None) == bare.replace(file=None)
