@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import HermitBuildError
+from .errors import ConfigError, HermitBuildError
 from .recipe import RecipeSet, load_recipes
 from .settings import Settings, load_settings
 
@@ -55,7 +55,28 @@ def settings_values(settings: Settings) -> dict[str, Any]:
 
 def load_context(settings: Settings) -> tuple[Settings, RecipeSet]:
     recipes = load_recipes(settings.recipes_dir, settings.patches_dir, settings_values(settings))
+    toolchain_recipes(settings, recipes)  # a bad `skip` fails here, before any task runs
     return settings, recipes
+
+
+def toolchain_recipes(settings: Settings, recipes: RecipeSet) -> tuple[str, ...]:
+    """The recipes `doit toolchain` builds: all of them but those in ``settings.skip``.
+
+    A skipped recipe must exist, and no recipe that stays may depend on it (that one
+    would build it anyway); either mistake is a :class:`ConfigError` naming the fix."""
+    where = {"file": settings.file, "field": "skip"}
+    unknown = [name for name in settings.skip if name not in recipes.recipes]
+    if unknown:
+        raise ConfigError(f"skip names no recipe called {', '.join(map(repr, unknown))}",
+                          "use recipe names from recipes/*.yaml: " + ", ".join(recipes.order), **where)
+    kept = tuple(name for name in recipes.order if name not in settings.skip)
+    needed = {name: [k for k in kept if name in recipes[k].depends] for name in settings.skip}
+    needed = {name: users for name, users in needed.items() if users}
+    if needed:
+        name, users = next(iter(needed.items()))
+        raise ConfigError(f"'{name}' cannot be skipped: {', '.join(users)} depend(s) on it",
+                          f"skip {', '.join(users)} as well, or take '{name}' out of skip", **where)
+    return kept
 
 
 def set_context(settings: Settings) -> tuple[Settings, RecipeSet]:
@@ -125,11 +146,12 @@ def _do_build(settings: Settings, name: str) -> None:
 def _do_summary(settings: Settings) -> None:
     from . import build
 
-    recipes = _recipes(settings)
-    print(f"toolchain: {len(recipes)} recipes installed into {settings.prefix} "
-          f"(gcc variant: {settings.gcc_variant}, target {settings.target})")
+    names = toolchain_recipes(settings, _recipes(settings))
+    skipped = f"; skipped: {', '.join(settings.skip)}" if settings.skip else ""
+    print(f"toolchain: {len(names)} recipes installed into {settings.prefix} "
+          f"(gcc variant: {settings.gcc_variant}, target {settings.target}{skipped})")
     if build.push_is_gated(settings):
-        _gate(settings, list(recipes.order))
+        _gate(settings, list(names))
 
 
 def _gate(settings: Settings, names: list[str]) -> None:

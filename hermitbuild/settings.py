@@ -72,6 +72,7 @@ class Settings:
     overrides: Mapping[str, Path] = field(default_factory=dict)
     gcc_variant: str = "upstream"
     hermit_languages: tuple[str, ...] = ("C", "CXX")
+    skip: tuple[str, ...] = ()  # recipes `doit toolchain` leaves out
     remote_cache: str = ""
     remote_cache_mode: str = "off"
     remote_cache_token_env: str = "HERMITBUILD_CACHE_TOKEN"
@@ -137,7 +138,7 @@ class Settings:
 _PATH_FIELDS = {"prefix", "build_dir", "downloads_dir", "cache_dir", "tools_prefix"}
 _BOOL_FIELDS = {"offline", "smoke_gate"}
 _INT_FIELDS = {"jobs"}
-_LIST_FIELDS = {"mirrors", "runtime_options", "hermit_languages"}
+_LIST_FIELDS = {"mirrors", "runtime_options", "hermit_languages", "skip"}
 _STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "remote_cache", "kvm",
                "remote_cache_mode", "remote_cache_token_env", "cache_max_size"}
 _MAP_FIELDS = {"overrides"}

@@ -99,7 +99,7 @@ def task_prepare() -> Iterator[Task]:
 def task_build() -> Iterator[Task]:
     """Build (or restore from the artifact cache) one recipe and install it."""
     settings, recipes = _ctx()
-    yield {"basename": "build", "name": None, "doc": "build every recipe (same as toolchain)"}
+    yield {"basename": "build", "name": None, "doc": "build every recipe (toolchain, plus any in skip)"}
     for rec in recipes:
         yield {
             "name": rec.name,
@@ -112,11 +112,11 @@ def task_build() -> Iterator[Task]:
 
 
 def task_toolchain() -> Task:
-    """Build and install the whole HermitCore toolchain into the prefix."""
+    """Build and install the whole HermitCore toolchain into the prefix (but the `skip` setting's recipes)."""
     settings, recipes = _ctx()
     return {
         "actions": [(cli.action, ("summary", settings))],
-        "task_dep": [f"build:{r.name}" for r in recipes],
+        "task_dep": [f"build:{name}" for name in cli.toolchain_recipes(settings, recipes)],
         "verbosity": 2,
     }
 

@@ -52,3 +52,30 @@ def test_bad_settings_give_a_clean_error_not_a_traceback(tmp_path):
     assert done.returncode != 0
     assert f"{bad}:2" in done.stderr and "jobs" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_skip_leaves_recipes_out_of_the_toolchain(tmp_path):
+    """`skip: [gdb]` (here through HERMITBUILD_SKIP): `doit toolchain` no longer depends on
+    build:gdb, which still exists for `doit build:gdb`."""
+    def toolchain_deps(extra_env: dict[str, str]) -> set[str]:
+        done = _doit(["info", "toolchain"], tmp_path, extra_env)  # exit 1: not up to date
+        assert "task_dep" in done.stdout and "Traceback" not in done.stderr, done.stderr
+        return {line.strip(" -") for line in done.stdout.splitlines() if "build:" in line}
+
+    all_deps = toolchain_deps({})
+    assert "build:gdb" in all_deps and "build:autoconf" in all_deps
+    kept = toolchain_deps({"HERMITBUILD_SKIP": "gdb,automake autoconf"})
+    assert kept == all_deps - {"build:gdb", "build:automake", "build:autoconf"}
+    listed = _doit(["list", "--all"], tmp_path, {"HERMITBUILD_SKIP": "gdb"})
+    assert "build:gdb" in listed.stdout
+
+
+def test_skip_errors_name_the_recipe_and_the_fix(tmp_path):
+    unknown = _doit(["list"], tmp_path, {"HERMITBUILD_SKIP": "gbd"})
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert "'gbd'" in unknown.stderr and "gdb" in unknown.stderr and "skip" in unknown.stderr
+    # automake depends on autoconf: skipping autoconf alone would build it anyway
+    needed = _doit(["list"], tmp_path, {"HERMITBUILD_SKIP": "autoconf"})
+    assert needed.returncode != 0
+    assert "'autoconf' cannot be skipped: automake" in needed.stderr
+    assert "skip automake as well" in needed.stderr
