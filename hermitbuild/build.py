@@ -41,6 +41,9 @@ Contract:
   command, log path and the last 40 lines of its output; when the container
   runtime itself failed (exit 125/126 with its error text) a
   :class:`~hermitbuild.errors.ContainerError` points at ``runtime_options``.
+  A step that runs longer than the ``step_timeout`` setting is killed (its container
+  removed) and raises :class:`~hermitbuild.errors.BuildError` saying so; it is redone
+  on the next run like any unfinished step.
 
 - Resume (step stamps ``<stamps>/steps/<name>/<step>.json`` hold the key and the
   step index; ``running.json`` marks the step in progress):
@@ -85,7 +88,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import container
-from .errors import BuildError, ConfigError, ContainerError, HermitBuildError
+from .errors import BuildError, CommandError, ConfigError, ContainerError, HermitBuildError
 from .recipe import Recipe, RecipeSet, Step
 from .fsutil import file_lock
 from .settings import Settings
@@ -397,9 +400,21 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("", encoding="utf-8")
         start = time.monotonic()
-        result = container.run_in_container(recipe.image, argv, settings, cwd=cwd, mounts=mounts, env=env,
-                                            log_path=log, check=False, label=f"{name}-{step.name}",
-                                            labels=labels)
+        limit = settings.step_timeout_seconds
+        try:
+            result = container.run_in_container(recipe.image, argv, settings, cwd=cwd, mounts=mounts,
+                                                env=env, log_path=log, check=False, timeout=limit,
+                                                label=f"{name}-{step.name}", labels=labels)
+        except CommandError as err:  # check=False: a timeout (the container is gone), or no runtime
+            if limit is None or not err.why.startswith("timed out"):
+                raise
+            seconds = time.monotonic() - start
+            progress(f"{label} TIMED OUT after {seconds:.1f}s (log: {log})")
+            raise BuildError(name, step.name, argv, log, err.fields.get("tail") or "", None,
+                             status=f"killed after the step_timeout of {settings.step_timeout}",
+                             fix=f"read {log} to see where it hung; if the step is just slow, raise "
+                             "step_timeout (hermitbuild.yaml or HERMITBUILD_STEP_TIMEOUT) and re-run: "
+                             "finished steps are not redone") from None
         seconds = time.monotonic() - start
         if result.returncode != 0:
             progress(f"{label} FAILED after {seconds:.1f}s (log: {log})")

@@ -149,15 +149,16 @@ class BuildError(HermitBuildError):
     """A build step failed."""
 
     def __init__(self, recipe: str, step: str, command: Sequence[str], log_path: Path | str,
-                 tail: str, returncode: int | None = None) -> None:
+                 tail: str, returncode: int | None = None, *, status: str = "",
+                 fix: str = "") -> None:
         cmd = " ".join(str(a) for a in command)
         super().__init__(
             f"build failed: recipe '{recipe}', step '{step}'",
-            f"command: {cmd}\n  exit status: {returncode}\n  log: {log_path}\n"
+            f"command: {cmd}\n  exit status: {status or returncode}\n  log: {log_path}\n"
             "  last lines of the log:\n"
             + "\n".join("    | " + line for line in tail.rstrip("\n").splitlines()),
-            f"read {log_path}, fix the recipe, patch or source, then re-run; finished steps are "
-            "not redone",
+            fix or f"read {log_path}, fix the recipe, patch or source, then re-run; finished steps "
+            "are not redone",
             recipe=recipe, step=step, command=[str(c) for c in command],
             log_path=str(log_path), tail=tail, returncode=returncode)
 

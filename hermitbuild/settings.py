@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,7 @@ class Settings:
     runtime_options: tuple[str, ...] = DEFAULT_RUNTIME_OPTIONS
     base_image: str = "localhost/hermitbuild-base:bookworm"
     jobs: int = 0  # 0: number of CPUs
+    step_timeout: str = "0"  # a build step running longer is killed: 45s, 90m, 3h; 0 = no limit
     overrides: Mapping[str, Path] = field(default_factory=dict)
     gcc_variant: str = "upstream"
     hermit_languages: tuple[str, ...] = ("C", "CXX")
@@ -128,6 +130,12 @@ class Settings:
         return self.root / "containers"
 
     @property
+    def step_timeout_seconds(self) -> float | None:
+        """``step_timeout`` in seconds; None when there is no limit."""
+        seconds = parse_duration(self.step_timeout)
+        return seconds or None
+
+    @property
     def parallel_jobs(self) -> int:
         return self.jobs if self.jobs > 0 else (os.cpu_count() or 1)
 
@@ -135,11 +143,22 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+
+
+def parse_duration(text: str) -> float | None:
+    """``"90"``/``"90s"``, ``"15m"``, ``"2h"`` -> seconds; None if ``text`` is not a duration."""
+    match = _DURATION.match(str(text))
+    if not match:
+        return None
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
 _PATH_FIELDS = {"prefix", "build_dir", "downloads_dir", "cache_dir", "tools_prefix"}
 _BOOL_FIELDS = {"offline", "smoke_gate"}
 _INT_FIELDS = {"jobs"}
 _LIST_FIELDS = {"mirrors", "runtime_options", "hermit_languages", "skip"}
-_STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "remote_cache", "kvm",
+_STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "remote_cache", "kvm", "step_timeout",
                "remote_cache_mode", "remote_cache_token_env", "cache_max_size"}
 _MAP_FIELDS = {"overrides"}
 FILE_FIELDS = _PATH_FIELDS | _BOOL_FIELDS | _INT_FIELDS | _LIST_FIELDS | _STR_FIELDS | _MAP_FIELDS
@@ -218,6 +237,8 @@ def _check_type(name: str, value: Any, file: Path | None, line: int | None) -> A
         if not isinstance(value, str) or not value:
             raise bad("a directory path", "/opt/hermit")
         return value
+    if name == "step_timeout" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # plain seconds
     if not isinstance(value, str):
         if value is None:
             return ""
@@ -302,6 +323,10 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     if kwargs.get("kvm", "auto") not in ("auto", "on", "off"):
         raise ConfigError(f"kvm must be auto, on or off, got {kwargs['kvm']!r}",
                           "write `kvm: auto` (use /dev/kvm when usable), `on` or `off`", **where("kvm"))
+    if parse_duration(kwargs.get("step_timeout", "0")) is None:
+        raise ConfigError(f"step_timeout must be a duration, got {kwargs['step_timeout']!r}",
+                          "write e.g. `step_timeout: 3h` (or 90m, 600s; 0 for no limit)",
+                          **where("step_timeout"))
     if kwargs.get("remote_cache_mode", "off") not in REMOTE_MODES:
         raise ConfigError(f"remote_cache_mode must be one of {', '.join(REMOTE_MODES)}, "
                           f"got {kwargs['remote_cache_mode']!r}",

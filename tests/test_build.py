@@ -300,6 +300,27 @@ def test_killed_container_then_rerun_continues_from_the_unfinished_step(world, c
     _assert_resumed(s, capsys.readouterr().out)
 
 
+@pytest.mark.podman
+def test_step_timeout_kills_a_hung_step_which_the_rerun_redoes(world, capsys):
+    """The slow step hangs on its first attempt: with step_timeout it is killed, its container
+    removed, and the error says what happened and what to do; the next run redoes that step only."""
+    s, rs = _setup(world, "timeout", extra=["sleeper"], step_timeout="40s")
+    build.build_recipe("libgreet", rs, s)
+    start = time.monotonic()
+    with pytest.raises(BuildError) as exc:
+        build.build_recipe("sleeper", rs, s)
+    assert time.monotonic() - start < 200, "the hung step was not killed at the timeout"
+    text = str(exc.value)
+    assert exc.value.step == "slow" and "killed after the step_timeout of 40s" in text
+    assert "raise step_timeout" in text and str(build.step_log("sleeper", "slow", s)) in text
+    assert "TIMED OUT after" in capsys.readouterr().out
+    labels = build.container_labels("sleeper", s)
+    filters = [f"--filter=label={k}={v}" for k, v in labels.items()]
+    assert runner.output(["podman", "ps", "-a", "-q", *filters]) == ""
+    build.build_recipe("sleeper", rs, s.replace(step_timeout="0"))
+    _assert_resumed(s, capsys.readouterr().out)
+
+
 SCRIPT = """\
 import sys
 sys.path[:0] = [{root!r}, {tests!r}]

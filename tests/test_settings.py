@@ -103,3 +103,24 @@ def test_shipped_file_holds_the_defaults(tmp_path: Path) -> None:
     bare = load_settings(environ={"HERMITBUILD_SETTINGS": str(empty)})
     assert shipped.file is not None and bare.file == empty
     assert shipped.replace(file=None) == bare.replace(file=None)
+
+
+@pytest.mark.parametrize("text, seconds", [("0", None), ("600", 600), ("45s", 45), ("90m", 5400),
+                                           ("2.5h", 9000), (3600, 3600)])
+def test_step_timeout_durations(tmp_path: Path, text, seconds) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text(f"step_timeout: {text}\n")
+    assert load_settings(tmp_path, environ={"HERMITBUILD_SETTINGS": str(f)}).step_timeout_seconds == seconds
+    env = {"HERMITBUILD_SETTINGS": str(f), "HERMITBUILD_STEP_TIMEOUT": "3h"}
+    assert load_settings(tmp_path, environ=env).step_timeout_seconds == 10800
+
+
+def test_bad_step_timeout_names_file_line_and_the_form(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("jobs: 2\nstep_timeout: two hours\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(tmp_path, environ={"HERMITBUILD_SETTINGS": str(f)})
+    text = str(exc.value)
+    assert f"{f}:2" in text and "'two hours'" in text and "3h" in text
+    with pytest.raises(ConfigError, match="HERMITBUILD_STEP_TIMEOUT"):
+        load_settings(tmp_path, environ={"HERMITBUILD_SETTINGS": str(f), "HERMITBUILD_STEP_TIMEOUT": "soon"})
