@@ -108,8 +108,8 @@ def progress(message: str) -> None:
 
 # --------------------------------------------------------------------------- keys and paths
 
-def _tree_id_fn(recipes: RecipeSet, settings: Settings,
-                blank_owner: str | None = None) -> Callable[[Recipe], str]:
+def _tree_id_fn(recipes: RecipeSet, settings: Settings, blank_owner: str | None = None,
+                empty_table: bool = False) -> Callable[[Recipe], str]:
     from . import plan
 
     memo: dict[str, str] = {}
@@ -118,10 +118,21 @@ def _tree_id_fn(recipes: RecipeSet, settings: Settings,
         if blank_owner is not None and rec.tree_owner == blank_owner:
             return ""
         if rec.name not in memo:
-            memo[rec.name] = plan.tree_id(rec, recipes, settings)
+            memo[rec.name] = plan.tree_id(rec, recipes, settings, empty_table=empty_table)
         return memo[rec.name]
 
     return tree_id
+
+
+def _key(rec: Recipe, recipes: RecipeSet, settings: Settings,
+         blank_owner: str | None = None) -> tuple[str, dict]:
+    from . import cache
+
+    return cache.compute_key(rec, recipes, settings,
+                             tree_id=_tree_id_fn(recipes, settings, blank_owner),
+                             image_id=_image_id_fn(settings),
+                             empty_table_tree_id=_tree_id_fn(recipes, settings, blank_owner,
+                                                             empty_table=True))
 
 
 def _image_id_fn(settings: Settings) -> Callable[[str], str]:
@@ -130,20 +141,12 @@ def _image_id_fn(settings: Settings) -> Callable[[str], str]:
 
 def recipe_key(name: str, recipes: RecipeSet, settings: Settings) -> tuple[str, dict]:
     """(key, inputs) of a recipe, exactly as the cache computes it."""
-    from . import cache
-
-    return cache.compute_key(recipes[name], recipes, settings, tree_id=_tree_id_fn(recipes, settings),
-                             image_id=_image_id_fn(settings))
+    return _key(recipes[name], recipes, settings)
 
 
 def definition_key(name: str, recipes: RecipeSet, settings: Settings) -> str:
     """The key with this recipe's own tree left out (for incremental rebuilds)."""
-    from . import cache
-
-    rec = recipes[name]
-    return cache.compute_key(rec, recipes, settings,
-                             tree_id=_tree_id_fn(recipes, settings, blank_owner=rec.tree_owner),
-                             image_id=_image_id_fn(settings))[0]
+    return _key(recipes[name], recipes, settings, blank_owner=recipes[name].tree_owner)[0]
 
 
 def install_root(recipe: Recipe, settings: Settings) -> Path:

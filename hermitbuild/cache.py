@@ -10,6 +10,7 @@ Keys
        "recipe": canonical recipe definition (name, version, image, depends, install_root,
                  build_in_source, source_date_epoch, env, steps, variant; never the file path),
        "tree": tree_id(recipe)   # pins / override content + patches + syscall digest,
+                                 # (below a recipe with ignores_syscalls: as if the table were empty)
        "image": image_id(recipe.image),
        "target": settings.target,
        "build_settings": {prefix, tools[, hermit_languages]},  # values baked into binaries
@@ -219,9 +220,14 @@ def build_settings(settings: Settings, recipe: Recipe) -> dict[str, Any]:
 
 def compute_key(recipe: Recipe, recipes: RecipeSet, settings: Settings, *,
                 tree_id: Callable[[Recipe], str],
-                image_id: Callable[[str], str]) -> tuple[str, dict]:
-    """(hex key, inputs) of ``recipe``; dependencies' keys are computed recursively (memoised)."""
-    memo: dict[str, tuple[str, dict]] = {}
+                image_id: Callable[[str], str],
+                empty_table_tree_id: Callable[[Recipe], str] | None = None) -> tuple[str, dict]:
+    """(hex key, inputs) of ``recipe``; dependencies' keys are computed recursively (memoised).
+
+    Below a recipe with ``ignores_syscalls`` every tree id comes from
+    ``empty_table_tree_id`` (the tree as the empty syscall table leaves it; default
+    ``tree_id``), so a table change does not reach that recipe's key."""
+    memo: dict[tuple[str, bool], tuple[str, dict]] = {}
     images: dict[str, str] = {}
 
     def image_of(name: str) -> str:
@@ -229,27 +235,29 @@ def compute_key(recipe: Recipe, recipes: RecipeSet, settings: Settings, *,
             images[name] = str(image_id(name))
         return images[name]
 
-    def key_of(rec: Recipe, chain: tuple[str, ...]) -> tuple[str, dict]:
-        if rec.name in memo:
-            return memo[rec.name]
+    def key_of(rec: Recipe, chain: tuple[str, ...], blind: bool) -> tuple[str, dict]:
+        if (rec.name, blind) in memo:
+            return memo[rec.name, blind]
         if rec.name in chain:
             raise CacheError(f"dependency cycle while computing the key of '{rec.name}'",
                              " -> ".join((*chain, rec.name)), "remove one of these dependencies")
-        deps = {dep: key_of(recipes[dep], (*chain, rec.name))[0] for dep in rec.depends}
+        below = blind or rec.ignores_syscalls
+        deps = {dep: key_of(recipes[dep], (*chain, rec.name), below)[0] for dep in rec.depends}
+        tree = (empty_table_tree_id or tree_id)(rec) if blind else tree_id(rec)
         inputs = {
             "format": KEY_FORMAT,
             "recipe": recipe_definition(rec),
-            "tree": str(tree_id(rec)),
+            "tree": str(tree),
             "image": image_of(rec.image),
             "target": settings.target,
             "build_settings": build_settings(settings, rec),
             "deps": deps,
         }
         key = hashlib.sha256(canonical_json(inputs).encode("ascii")).hexdigest()
-        memo[rec.name] = (key, inputs)
-        return memo[rec.name]
+        memo[rec.name, blind] = (key, inputs)
+        return memo[rec.name, blind]
 
-    return key_of(recipe, ())
+    return key_of(recipe, (), False)
 
 
 # =========================================================================== artifacts

@@ -34,12 +34,17 @@ def _table(settings: Settings):
     return syscalls.load_table(path)
 
 
-def syscall_digest(recipe: Recipe, settings: Settings) -> str:
-    """Digest of the syscall table entries that reach ``recipe``'s tree ("" when none do)."""
-    if recipe.syscalls == "none":
+def syscall_digest(recipe: Recipe, settings: Settings, *, empty_table: bool = False) -> str:
+    """Digest of the syscall table entries that reach ``recipe``'s tree ("" when none do).
+
+    ``empty_table``: the digest as if the table had no entries (what the pristine
+    tree has), for the keys of recipes with ``ignores_syscalls``."""
+    if recipe.syscalls == "none" or not table_path(settings).exists():
         return ""
     from . import syscalls
 
+    if empty_table:
+        return syscalls.EMPTY_DIGEST
     table = _table(settings)
     if table is None:
         return ""
@@ -88,12 +93,13 @@ def owner(recipe: Recipe, recipes: RecipeSet) -> Recipe:
     return recipes[recipe.tree_owner]
 
 
-def tree_id(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> str:
-    """Identity of the prepared tree ``recipe`` builds from (owner's pins, patches, syscalls)."""
+def tree_id(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, empty_table: bool = False) -> str:
+    """Identity of the prepared tree ``recipe`` builds from (owner's pins, patches, syscalls;
+    ``empty_table``: as if the syscall table had no entries)."""
     from . import prepare
 
     own = owner(recipe, recipes)
-    return prepare.tree_identity(own, settings, syscall_digest(own, settings))
+    return prepare.tree_identity(own, settings, syscall_digest(own, settings, empty_table=empty_table))
 
 
 def is_prepared(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> bool:

@@ -24,6 +24,9 @@ The schema (every key; unknown keys are errors)::
     build_in_source: false      # true: build in a private copy of the tree
     incremental: false          # true: a changed tree keeps the build dir
     syscalls: none              # none | kernel | newlib (generator target)
+    ignores_syscalls: false     # true: the syscall table cannot change what this recipe
+                                # builds, so its dependencies' keys enter its key as if the
+                                # table were empty (adding a system call does not rebuild it)
     tree_from: gcc-stage1       # reuse that recipe's prepared tree (no sources/patches)
     patch_dir: gcc/12.2.0       # default: the recipe name
     patch_strip: 1
@@ -79,7 +82,7 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _PATCH_RE = re.compile(r"^(\d{4})-[A-Za-z0-9._+-]+\.patch$")
 
 RECIPE_KEYS = {"name", "version", "description", "image", "depends", "install_root",
-               "build_in_source", "incremental", "syscalls", "tree_from", "patch_dir",
+               "build_in_source", "incremental", "syscalls", "ignores_syscalls", "tree_from", "patch_dir",
                "patch_strip", "source_date_epoch", "env", "sources", "steps", "variants",
                "variant_setting"}
 VARIANT_KEYS = {"version", "description", "sources", "patch_dir", "steps", "env", "depends",
@@ -166,6 +169,7 @@ class Recipe:
     build_in_source: bool = False
     incremental: bool = False
     syscalls: str = "none"
+    ignores_syscalls: bool = False
     tree_from: str | None = None
     patch_dir: str = ""
     source_date_epoch: int | None = None
@@ -531,6 +535,11 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
     if syscalls not in ("none", "kernel", "newlib"):
         raise c.error(f"'syscalls' must be none, kernel or newlib, got {syscalls!r}",
                       "write `syscalls: newlib` for the newlib tree", data, "syscalls", field="syscalls")
+    ignores_syscalls = _bool(c, merged, "ignores_syscalls", "", False)
+    if ignores_syscalls and syscalls != "none":
+        raise c.error(f"'ignores_syscalls: true' contradicts 'syscalls: {syscalls}' (the table generates "
+                      "code into this recipe's own tree)", "remove `ignores_syscalls:`", data,
+                      "ignores_syscalls", field="ignores_syscalls")
     depends = merged.get("depends", []) or []
     if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
         raise c.error("'depends' must be a list of recipe names", "write `depends: [binutils]`",
@@ -566,7 +575,7 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
         image=image, depends=tuple(depends), install_root=install_root,
         build_in_source=_bool(c, merged, "build_in_source", "", False),
         incremental=_bool(c, merged, "incremental", "", False),
-        syscalls=syscalls, tree_from=tree_from, patch_dir=patch_dir,
+        syscalls=syscalls, ignores_syscalls=ignores_syscalls, tree_from=tree_from, patch_dir=patch_dir,
         source_date_epoch=_int(c, merged, "source_date_epoch", "", None),
         env=_env(c, merged, ""), sources=sources, patches=patches, steps=steps, variant=variant,
     )

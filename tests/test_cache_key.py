@@ -222,3 +222,47 @@ def test_hermit_languages_reach_only_the_recipes_that_use_them(tmp_path: Path) -
                if key_of(rs, name, s) != key_of(rs, name, s.replace(hermit_languages=("C",)))}
     assert {"hermit-bootstrap", "hermit", "newlib", "gcc"} <= changed
     assert not changed & {"binutils", "gcc-stage1", "autoconf", "automake", "gdb"}
+
+
+def test_ignores_syscalls_keeps_the_table_out_of_the_key(tmp_path: Path) -> None:
+    """Below a recipe with ignores_syscalls, tree ids come from the empty-table function."""
+    lib = recipe("lib")
+    comp = dataclasses.replace(recipe("comp", depends=("lib",)), ignores_syscalls=True)
+    app = recipe("app", depends=("lib", "comp"))
+    rs = recipe_set(lib, comp, app)
+    s = settings_at(tmp_path)
+
+    def keys(table: str) -> dict[str, str]:
+        def tree_id(r: Recipe) -> str:
+            return _tree_id(r) + (table if r.name == "lib" else "")
+        return {n: compute_key(rs[n], rs, s, tree_id=tree_id, image_id=_image_id,
+                               empty_table_tree_id=_tree_id)[0] for n in rs.order}
+
+    empty, added = keys(""), keys("+rename")
+    assert empty == keys("")
+    assert added["comp"] == empty["comp"], "the table reached a recipe that ignores it"
+    assert added["lib"] != empty["lib"] and added["app"] != empty["app"]
+
+
+def test_a_new_syscall_rebuilds_newlib_and_hermit_but_not_the_compilers(tmp_path: Path) -> None:
+    """With the real recipes: adding `rename` to the table changes the keys of the trees it
+    generates into and of what is built on them, but not of gcc (libgcc, libstdc++),
+    pthread-embedded, binutils or gcc stage 1 (a 40-minute rebuild for nothing)."""
+    from hermitbuild import build
+    from hermitbuild.recipe import load_recipes
+    root = Path(__file__).resolve().parent.parent
+    work = tmp_path / "root"
+    (work / "syscalls").mkdir(parents=True)
+    for name in ("recipes", "patches", "containers"):
+        (work / name).symlink_to(root / name)
+    table = work / "syscalls" / "table.yaml"
+    table.write_text("syscalls: []\n")
+    s = settings_at(work)
+    rs = load_recipes(s.recipes_dir, s.patches_dir, {"gcc_variant": "upstream"})
+    before = {n: build.recipe_key(n, rs, s)[0] for n in rs.order}
+    table.write_text("syscalls:\n  - name: rename\n    returns: int\n"
+                     "    params: [const char *oldpath, const char *newpath]\n"
+                     "    kernel: {stub: 0}\n    newlib: reentrant\n    header: stdio.h\n")
+    after = {n: build.recipe_key(n, rs, s)[0] for n in rs.order}
+    changed = {n for n in rs.order if before[n] != after[n]}
+    assert changed == {"hermit-bootstrap", "newlib", "hermit"}

@@ -268,3 +268,15 @@ def test_patch_without_header(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="Why:") as err:
         load_recipes(d, tmp_path / "p")
     assert err.value.file == patch and "header" in str(err.value)
+
+
+def test_ignores_syscalls_contradicting_syscalls(tmp_path: Path) -> None:
+    text = GOOD.format(name="a", depends="[]", commit=COMMIT) + "syscalls: newlib\nignores_syscalls: true\n"
+    path = write(tmp_path / "r", "a", text)
+    with pytest.raises(RecipeError, match="contradicts 'syscalls: newlib'") as err:
+        load_recipe(path, tmp_path / "p")
+    assert_names(err.value, path, "ignores_syscalls", line_of(path, "ignores_syscalls:"))
+
+
+def test_ignores_syscalls_in_the_real_set(real: RecipeSet) -> None:
+    assert {n for n in real.order if real[n].ignores_syscalls} == {"gcc", "pthread-embedded"}
