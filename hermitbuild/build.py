@@ -19,6 +19,10 @@ Contract:
      ``<stage>/<install root>`` (:func:`hermitbuild.cache.pack_artifact`), store it
      locally, push it when ``push`` and the remote is read-write, restore it into the
      install root and write the install stamp.
+  5. after 3 or 4, paths the previous install stamp of this recipe listed and the new
+     artifact does not (a file a newer version no longer installs) are removed from the
+     install root, unless another recipe's install stamp lists them; directories only
+     when empty.
 
 - Directories: the prepared tree ``settings.src_dir/<tree owner>`` is ``{src}``,
   mounted read-only; ``{build}`` = ``<work>/<name>/build`` (an out-of-tree build
@@ -449,6 +453,48 @@ def _write_install_stamp(recipe: Recipe, settings: Settings, key: str, files: Se
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
+def _remove_stale(recipe: Recipe, recipes: RecipeSet, settings: Settings, new_files: Sequence[str],
+                  previous: Mapping[str, Any] | None) -> list[str]:
+    """Remove what the previous install of ``recipe`` put into its root and the new one does not.
+
+    ``previous`` is the install stamp read before the new artifact was merged in.  Paths
+    another recipe's install stamp lists (same root) are kept, and so are directories that
+    are not empty.  Returns the removed relative paths."""
+    root = install_root(recipe, settings)
+    if not previous or previous.get("root") != str(root):
+        return []
+    old = previous.get("files")
+    if not isinstance(old, list):
+        return []
+    keep = set(new_files)
+    for other in recipes.order:
+        if other == recipe.name:
+            continue
+        stamp = _read_json(_install_stamp(other, settings))
+        if stamp and stamp.get("root") == str(root) and isinstance(stamp.get("files"), list):
+            keep.update(stamp["files"])
+    removed: list[str] = []
+    for rel in sorted((f for f in old if isinstance(f, str) and f not in keep), reverse=True):
+        parts = Path(rel).parts
+        if not parts or Path(rel).is_absolute() or ".." in parts:
+            continue
+        path = root / rel
+        try:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                path.rmdir()  # deepest first: its stale children are gone; fails if others remain
+            else:
+                continue
+        except OSError:
+            continue
+        removed.append(rel)
+    if removed:
+        logger.info("%s: removed %d path(s) the previous install had and this one does not: %s",
+                    recipe.name, len(removed), ", ".join(sorted(removed)[:10]))
+    return removed
+
+
 def _check_deps(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> None:
     for dep in recipe.depends:
         if not is_installed(dep, recipes, settings):
@@ -478,9 +524,11 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         _check_deps(recipe, recipes, settings)
         local, remote = cache.open_caches(settings)
         start = time.monotonic()
+        previous = _read_json(_install_stamp(name, settings))
         files = cache.install_from_cache(key, root, local, remote)
         if files is not None:
             _write_install_stamp(recipe, settings, key, files, "cache")
+            _remove_stale(recipe, recipes, settings, files, previous)
             progress(f"{name}: restored from the artifact cache ({key[:12]}) "
                      f"in {time.monotonic() - start:.1f}s")
             return
@@ -503,6 +551,7 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
             shutil.rmtree(tmp, ignore_errors=True)
         files = cache.restore_artifact(stored, root, key)
         _write_install_stamp(recipe, settings, key, files, "build")
+        _remove_stale(recipe, recipes, settings, files, previous)
         progress(f"{name}: installed into {root} ({len(files)} entries)")
 
 

@@ -301,6 +301,39 @@ def test_killed_container_then_rerun_continues_from_the_unfinished_step(world, c
 
 
 @pytest.mark.podman
+def test_files_a_new_version_no_longer_installs_leave_the_prefix(world):
+    """Version 1 of libgreet also installs share/libgreet/{old.txt,keep.txt}; version 2 does not.
+    After building version 2, old.txt and its empty directory are gone, while keep.txt stays
+    because another recipe's install stamp also lists it; everything else is still there."""
+    extra = ('  - name: extra\n'
+             '    run: [sh, -c, "mkdir -p {stage}{prefix}/share/libgreet && echo old > '
+             '{stage}{prefix}/share/libgreet/old.txt"]\n')
+    root = world.make_root("stale")
+    rfile = root / "recipes" / "libgreet.yaml"
+    v2 = rfile.read_text()
+    rfile.write_text(v2.replace('version: "1.0"', 'version: "0.9"') + extra)
+    s = podman_settings(root, world.base / "stale-ws")
+    build.build_recipe("libgreet", load_recipes(s.recipes_dir, s.patches_dir), s)
+    old = s.prefix / "share" / "libgreet" / "old.txt"
+    assert old.read_text() == "old\n"
+    other = s.prefix / "share" / "other.txt"   # claimed by another recipe too: must stay
+    other.write_text("shared\n")
+    build._write_json(build._install_stamp("libgreet", s), {
+        **build._read_json(build._install_stamp("libgreet", s)),
+        "files": build._read_json(build._install_stamp("libgreet", s))["files"] + ["share/other.txt"]})
+    build._write_json(build._install_stamp("greeter", s), {"root": str(s.prefix), "files": ["share/other.txt"],
+                                                          "key": "0" * 64})
+    rfile.write_text(v2)
+    build.build_recipe("libgreet", load_recipes(s.recipes_dir, s.patches_dir), s)
+    assert not old.exists() and not old.parent.exists()
+    assert other.read_text() == "shared\n"
+    for rel in ("include/greet.h", "lib/libgreet.a", "bin/greet-hello"):
+        assert (s.prefix / rel).is_file(), rel
+    stamp = build._read_json(build._install_stamp("libgreet", s))
+    assert "share/libgreet/old.txt" not in stamp["files"]
+
+
+@pytest.mark.podman
 def test_step_timeout_kills_a_hung_step_which_the_rerun_redoes(world, capsys):
     """The slow step hangs on its first attempt: with step_timeout it is killed, its container
     removed, and the error says what happened and what to do; the next run redoes that step only."""
