@@ -30,6 +30,7 @@ Tarball sources (requests):
   ``<file>.part``; a dropped connection is resumed with an HTTP ``Range`` request
   (a ``206`` appends, a ``200`` starts over); transient errors (connection
   errors, timeouts, HTTP 5xx/408/429) are retried with exponential backoff
+  (a host name that does not resolve only once: that is rarely transient)
   (:data:`RETRIES`, :data:`BACKOFF_SECONDS`); other HTTP errors such as 404 move
   on to the next URL.  The sha256 is verified before the rename; a mismatch
   deletes the file and, if no other URL serves the right file,
@@ -302,6 +303,15 @@ class _Transient(Exception):
     """A retryable failure (message: why)."""
 
 
+DNS_RETRIES = 1  # a host name that does not resolve is tried again once, not RETRIES times
+_DNS_FAILURES = ("NameResolutionError", "Name or service not known", "nodename nor servname",
+                 "Temporary failure in name resolution", "No address associated with hostname")
+
+
+class _Unresolved(_Transient):
+    """The host name did not resolve (usually no network or no DNS): retried only DNS_RETRIES times."""
+
+
 def _session() -> "requests.Session":
     import requests
 
@@ -331,7 +341,8 @@ def _download(url: str, part: Path, session: "requests.Session", label: str) -> 
                 resp = session.get(url, stream=True, headers=headers,
                                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=True)
             except requests.RequestException as exc:
-                raise _Transient(f"{type(exc).__name__}: {exc}") from None
+                kind = _Unresolved if any(m in str(exc) for m in _DNS_FAILURES) else _Transient
+                raise kind(f"{type(exc).__name__}: {exc}") from None
             with resp:
                 status = resp.status_code
                 if status == 416 and have:
@@ -391,7 +402,7 @@ def _download(url: str, part: Path, session: "requests.Session", label: str) -> 
                     raise _Miss(f"gave up after {resumes} interrupted transfers: {exc}") from None
             else:
                 failures += 1
-                if failures > RETRIES:
+                if failures > (DNS_RETRIES if isinstance(exc, _Unresolved) else RETRIES):
                     raise _Miss(f"gave up after {failures} attempts: {exc}") from None
             delay = BACKOFF_SECONDS * 2 ** max(failures - 1, 0) if not gained else 0.0
             logger.warning("%s: %s; %s in %.1fs", url, exc,

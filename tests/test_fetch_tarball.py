@@ -264,3 +264,16 @@ def test_connection_refused_is_retried_then_reported(tmp_path: Path, server: Fil
     with pytest.raises(FetchError) as info:
         fetch.fetch_source(tarball(dead, sha="1" * 64), make_settings(tmp_path / "x"))
     assert f"{dead}: gave up after {fetch.RETRIES + 1} attempts: ConnectionError" in str(info.value)
+
+
+def test_unresolvable_host_is_tried_twice_not_five_times(tmp_path: Path) -> None:
+    """A name that does not resolve (RFC 2606 .invalid: no network, no DNS, a typo) fails after
+    DNS_RETRIES + 1 attempts with the resolver's message, not after the full retry budget."""
+    url = "http://hermitbuild-test.invalid/pkg.tar.gz"
+    with pytest.raises(FetchError) as info:
+        fetch.fetch_source(tarball(url, sha="1" * 64), make_settings(tmp_path))
+    text = str(info.value)
+    assert fetch.DNS_RETRIES + 1 < fetch.RETRIES + 1
+    assert f"{url}: gave up after {fetch.DNS_RETRIES + 1} attempts: ConnectionError" in text
+    assert "hermitbuild-test.invalid" in text and "resolve" in text.lower()
+    no_leftovers(make_settings(tmp_path), "pkg.tar.gz")
