@@ -141,12 +141,12 @@ def test_both_stages_work_with_both_variants(variant: dict) -> None:
     assert {"--target=x86_64-hermit", "--prefix=/opt/hermit", "--without-headers",
             "--enable-threads=posix", "--disable-shared"} <= set(s1["configure"])
     assert s1["build"][-1] == "all-gcc"
-    assert s1["install"][-2:] == ["install-gcc", "DESTDIR=/stage"]
+    assert s1["install"][-2:] == ["install-strip-gcc", "DESTDIR=/stage"]
     fin = {s.name: s.argv(ctx) for s in final.steps}
     assert {"--with-newlib", "--target=x86_64-hermit", "--enable-threads=posix"} <= set(fin["configure"])
     assert "all-target-libgcc" in fin["libgcc"]
     assert "all-target-libstdc++-v3" in fin["libstdcxx"]  # CMake's C++ check links -lstdc++
-    assert {"install-gcc", "install-target-libgcc", "install-target-libstdc++-v3",
+    assert {"install-strip-gcc", "install-strip-target-libgcc", "install-strip-target-libstdc++-v3",
             "DESTDIR=/stage"} <= set(fin["install"])
 
 
