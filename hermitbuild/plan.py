@@ -55,13 +55,22 @@ def automake_in_container(settings: Settings) -> Callable[[Path], None]:
     """An ``automake(dir)`` callable running the build image's automake-1.11 on ``dir``."""
 
     def automake(directory: Path) -> None:
+        import shutil
+
         from . import container
 
+        cache = Path(directory) / "autom4te.cache"
+        had_cache = cache.exists()
         # the whole prepared-tree area is mounted (the tree is still in its temp dir)
         run_root = settings.src_dir
+        # autoconf 2.64 for automake's traces, as newlib's files were made with: the image's
+        # default autoconf (2.71) would add a `runstatedir = @runstatedir@` line to Makefile.in
         container.run_in_container(
-            "toolchain", ["automake-1.11"], settings, cwd=directory,
-            mounts=[(run_root, True)], env={}, log_path=settings.logs_dir / "syscalls" / "automake.log")
+            "toolchain", ["automake-1.11"], settings, cwd=directory, mounts=[(run_root, True)],
+            env={"AUTOCONF": "autoconf2.64", "AUTOM4TE": "autom4te2.64"},
+            log_path=settings.logs_dir / "syscalls" / "automake.log")
+        if not had_cache:  # leave the tree as clean as we found it (like the host variant)
+            shutil.rmtree(cache, ignore_errors=True)
 
     return automake
 

@@ -71,3 +71,30 @@ def test_plain_automake_call_like_the_container_variant(trees: tuple[Path, Path]
     generate_newlib(newlib, load_table(EXAMPLES), plain)
     assert "lib_a-rename.$(OBJEXT)" in (hermit / "Makefile.in").read_text()
     assert not (hermit / "autom4te.cache").exists()
+
+
+@pytest.mark.podman
+@pytest.mark.slow  # needs the toolchain image (built for the GCC test anyway)
+def test_build_container_automake_reproduces_newlib_makefile_in(trees: tuple[Path, Path],
+                                                                 tmp_path: Path) -> None:
+    """The automake run `doit syscall` and the prepare step use (automake-1.11 in the toolchain
+    container) regenerates an unchanged Makefile.am into the very same Makefile.in (autoconf
+    2.64 traces, no `runstatedir` line from the image's autoconf 2.71), and a changed one into
+    a Makefile.in with the new objects."""
+    from hermitbuild import plan
+
+    from helpers_podman import ROOT as PROOT, ensure_base_image, podman_settings
+
+    ensure_base_image(tmp_path)
+    settings = podman_settings(PROOT, tmp_path / "ws")
+    src = settings.src_dir / "newlib"
+    shutil.copytree(trees[1], src)
+    hermit = src / HERMIT_REL
+    pristine = (hermit / "Makefile.in").read_bytes()
+    automake = plan.automake_in_container(settings)
+    automake(hermit)
+    assert (hermit / "Makefile.in").read_bytes() == pristine
+    generate_newlib(src, load_table(EXAMPLES), automake)
+    after = (hermit / "Makefile.in").read_text()
+    assert "lib_a-my_syscall.$(OBJEXT)" in after and "runstatedir" not in after
+    assert not (hermit / "autom4te.cache").exists()
