@@ -314,7 +314,7 @@ def _export(args: argparse.Namespace, settings: Settings, table_path: Path, kern
     if kernel is None and newlib is None:
         raise _refused("no prepared tree to export from", "run `doit toolchain` (or `doit prepare`) first")
     out = args.out or settings.build_dir / "syscall-patches"
-    written = export_patches(kernel, newlib, table, out)
+    written = export_patches(kernel, newlib, table, out, automake)
     if not written:
         print("nothing to export: the table generates no changes")
     for path in written:
