@@ -90,8 +90,11 @@ def context() -> tuple[Settings, RecipeSet]:
     """Settings and recipes of this process (read once)."""
     global _CONTEXT
     if _CONTEXT is None:
+        from . import prepare
+
         setup_logging(verbose=os.environ.get("HERMITBUILD_VERBOSE", "") not in ("", "0"))
         _CONTEXT = load_context(load_settings())
+        prepare.hash_overrides_once_per_run()  # this process is one doit run
     return _CONTEXT
 
 

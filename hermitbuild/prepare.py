@@ -12,7 +12,9 @@ Contract:
   bytes, executable bits, symlink targets; ``.git`` skipped), plus every
   patch's file name, strip level and bytes, plus the syscall digest.  It is
   cheap: file reads only, no network, no git; override hashing reuses per-file
-  digests cached by (size, mtime, ctime, inode) in ``stamps_dir/prepare``.
+  digests cached by (size, mtime, ctime, inode) in ``stamps_dir/prepare``, and
+  after :func:`hash_overrides_once_per_run` (the doit entry point calls it) each
+  override is hashed once per process.
 - :func:`prepare_tree` builds the tree in a temp dir beside the target
   (``src_dir/.<owner>.new-*``): sources fetched by :mod:`hermitbuild.fetch`
   and checked out / unpacked into it (or the override directory
@@ -171,6 +173,30 @@ def dir_digest(root: Path, cache_file: Path | None = None) -> str:
     return h.hexdigest()
 
 
+_RUN_DIGESTS: dict[str, str] | None = None  # override path -> digest, once per doit run
+
+
+def hash_overrides_once_per_run() -> None:
+    """From now on, hash each override directory once in this process (a doit run).
+
+    doit checks every task's key before running it, and each key walks the override
+    trees of its dependencies (a GCC tree is 100,000 files): reading each once makes an
+    up-to-date `doit toolchain` with overrides take seconds instead of half a minute.
+    An override edited while doit runs is seen by the next run."""
+    global _RUN_DIGESTS
+    if _RUN_DIGESTS is None:
+        _RUN_DIGESTS = {}
+
+
+def _override_digest(override: Path, cache: Path) -> str:
+    if _RUN_DIGESTS is None:
+        return dir_digest(override, cache)
+    key = str(override)
+    if key not in _RUN_DIGESTS:
+        _RUN_DIGESTS[key] = dir_digest(override, cache)
+    return _RUN_DIGESTS[key]
+
+
 def _identity_inputs(owner: Recipe, settings: Settings,
                      syscall_digest: str) -> dict[str, Any]:
     inputs: dict[str, Any] = {"format": IDENTITY_FORMAT, "tree": owner.name,
@@ -178,7 +204,7 @@ def _identity_inputs(owner: Recipe, settings: Settings,
     override = _override_dir(owner, settings)
     if override is not None:
         cache = settings.stamps_dir / "prepare" / f"{owner.name}.override-cache.json"
-        inputs["override"] = {"path": str(override), "digest": dir_digest(override, cache)}
+        inputs["override"] = {"path": str(override), "digest": _override_digest(override, cache)}
     else:
         inputs["sources"] = [{"kind": s.kind, "pin": s.pin, "dest": s.dest,
                               "strip_components": s.strip_components, "submodules": s.submodules}

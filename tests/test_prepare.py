@@ -129,6 +129,26 @@ def test_override_digest_cache_sees_same_size_same_mtime_edit(env: Env, monkeypa
     assert prepare.tree_identity(rec, s) != first
 
 
+def test_a_doit_run_hashes_each_override_once(env: Env, monkeypatch) -> None:
+    """Once the doit entry point says so, an override tree is walked once per process, however
+    many keys need it; before that (tests, embedding) every call sees edits."""
+    env.add_recipe("newlib", override_files={"a.c": "aaaa\n"})
+    s, rec = env.settings(), env.recipe("newlib")
+    calls: list[Path] = []
+    real = prepare.dir_digest
+    monkeypatch.setattr(prepare, "dir_digest", lambda root, cache=None: calls.append(root) or real(root, cache))
+    monkeypatch.setattr(prepare, "_RUN_DIGESTS", None)
+    first = prepare.tree_identity(rec, s)
+    (env.overrides["newlib"] / "a.c").write_text("bbbbbb\n")
+    second = prepare.tree_identity(rec, s)
+    assert second != first and len(calls) == 2
+    prepare.hash_overrides_once_per_run()
+    third = [prepare.tree_identity(rec, s) for _ in range(5)]
+    assert third == [second] * 5 and len(calls) == 3
+    (env.overrides["newlib"] / "a.c").write_text("cc\n")
+    assert prepare.tree_identity(rec, s) == second, "an edit during the run waits for the next run"
+
+
 def test_missing_override_dir_is_a_config_error(env: Env) -> None:
     env.add_recipe("newlib")
     env.overrides["newlib"] = env.root / "nope"
