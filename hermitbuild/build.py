@@ -63,7 +63,8 @@ Contract:
   * stamps from another key (the recipe, its tree, image or dependencies
     changed) wipe the build directory and stage and restart from step 1 -
     except for ``incremental`` recipes built out of tree when only their own
-    tree changed (the key computed with this recipe's tree left out is
+    tree or the syscall table changed (:func:`definition_key`: the key with this
+    recipe's tree left out and every tree as the empty table leaves it, is
     unchanged): then the build directory is kept, configure-like steps are
     skipped and the others re-run, so make rebuilds only what changed (the
     prepared tree keeps unchanged files' mtimes);
@@ -128,12 +129,12 @@ def _tree_id_fn(recipes: RecipeSet, settings: Settings, blank_owner: str | None 
     return tree_id
 
 
-def _key(rec: Recipe, recipes: RecipeSet, settings: Settings,
-         blank_owner: str | None = None) -> tuple[str, dict]:
+def _key(rec: Recipe, recipes: RecipeSet, settings: Settings, blank_owner: str | None = None,
+         empty_table: bool = False) -> tuple[str, dict]:
     from . import cache
 
     return cache.compute_key(rec, recipes, settings,
-                             tree_id=_tree_id_fn(recipes, settings, blank_owner),
+                             tree_id=_tree_id_fn(recipes, settings, blank_owner, empty_table),
                              image_id=_image_id_fn(settings),
                              empty_table_tree_id=_tree_id_fn(recipes, settings, blank_owner,
                                                              empty_table=True))
@@ -149,8 +150,11 @@ def recipe_key(name: str, recipes: RecipeSet, settings: Settings) -> tuple[str, 
 
 
 def definition_key(name: str, recipes: RecipeSet, settings: Settings) -> str:
-    """The key with this recipe's own tree left out (for incremental rebuilds)."""
-    return _key(recipes[name], recipes, settings, blank_owner=recipes[name].tree_owner)[0]
+    """The key with this recipe's own tree left out and every other tree as the empty syscall
+    table leaves it (for incremental rebuilds: a syscall change that also rebuilt the kernel
+    below newlib is still one make in newlib's build directory)."""
+    return _key(recipes[name], recipes, settings, blank_owner=recipes[name].tree_owner,
+                empty_table=True)[0]
 
 
 def install_root(recipe: Recipe, settings: Settings) -> Path:

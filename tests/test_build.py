@@ -519,3 +519,30 @@ def test_runtime_failure_points_at_runtime_options(world):
         build.build_recipe("libgreet", rs, s)
     text = str(exc.value)
     assert "container runtime could not run step 'configure'" in text and "runtime_options" in text
+
+
+def test_syscall_change_keeps_newlib_incremental_although_the_kernel_below_changed(tmp_path):
+    """newlib (incremental) depends on the kernel, whose tree the table also changes: its
+    definition key must stay put (one make in the build dir), its full key must not."""
+    root = tmp_path / "root"
+    (root / "recipes").mkdir(parents=True)
+    (root / "syscalls").mkdir()
+    for name, extra in (("kern", "syscalls: kernel\n"),
+                        ("nlib", "syscalls: newlib\nincremental: true\ndepends: [kern]\n")):
+        (root / "recipes" / f"{name}.yaml").write_text(
+            f'name: {name}\nversion: "1"\nimage: fixture\n{extra}sources:\n'
+            f"  - git: https://example.org/{name}.git\n    commit: {'a' * 40}\n"
+            "steps:\n  - name: build\n    make: []\n")
+    (root / "containers").mkdir()
+    (root / "containers" / "Containerfile.fixture").write_text("FROM scratch\n")
+    table = root / "syscalls" / "table.yaml"
+    table.write_text("syscalls: []\n")
+    s = Settings(root=root, prefix=tmp_path / "prefix", build_dir=tmp_path / "build")
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    before = build.recipe_key("nlib", rs, s)[0], build.definition_key("nlib", rs, s)
+    table.write_text("syscalls:\n  - name: rename\n    returns: int\n"
+                     "    params: [const char *oldpath, const char *newpath]\n"
+                     "    kernel: {stub: 0}\n    newlib: reentrant\n    header: stdio.h\n")
+    after = build.recipe_key("nlib", rs, s)[0], build.definition_key("nlib", rs, s)
+    assert after[0] != before[0] and build.recipe_key("kern", rs, s)[0] != before[0]
+    assert after[1] == before[1]
