@@ -12,7 +12,8 @@ Contract:
   that goes into the kernel to where it is; used for the clash check when no
   prepared kernel tree is at hand.  :data:`NR_NUMBERS` are its ``__NR_`` numbers.
 - :data:`NEWLIB_SOURCES` are the files of ``lib_a_SOURCES`` in
-  olivierpierre/newlib 02d2b8799abd ``newlib/libc/sys/hermit``.
+  olivierpierre/newlib 02d2b8799abd ``newlib/libc/sys/hermit``, with
+  ``patches/newlib`` applied (which adds sleep.c and usleep.c).
 """
 
 from __future__ import annotations
@@ -72,8 +73,6 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "sched_yield": ("int sched_yield(void)", "sched.h", R),
     # time
     "nanosleep": ("int nanosleep(const struct timespec *req, struct timespec *rem)", "time.h", R),
-    "usleep": ("int usleep(useconds_t usec)", "unistd.h", R),
-    "sleep": ("unsigned int sleep(unsigned int seconds)", "unistd.h", P),
     "alarm": ("unsigned int alarm(unsigned int seconds)", "unistd.h", P),
     "pause": ("int pause(void)", "unistd.h", R),
     # system
@@ -164,10 +163,10 @@ NR_NUMBERS: dict[int, str] = {
     26: "setprio", 27: "clone", 28: "sem_cancelablewait", 29: "get_ticks",
 }
 
-#: lib_a_SOURCES of the pinned newlib's libc/sys/hermit/Makefile.am.
+#: lib_a_SOURCES of the pinned newlib's libc/sys/hermit/Makefile.am (patched: + sleep, usleep).
 NEWLIB_SOURCES: tuple[str, ...] = (
     "errno.c", "chown.c", "environ.c", "execve.c", "fork.c", "getpid.c", "kill.c", "lseek.c",
     "readlink.c", "stat.c", "times.c", "wait.c", "close.c", "_exit.c", "fstat.c", "gettod.c",
     "isatty.c", "link.c", "open.c", "read.c", "sbrk.c", "symlink.c", "unlink.c", "write.c",
-    "signal.c",
+    "signal.c", "sleep.c", "usleep.c",
 )
