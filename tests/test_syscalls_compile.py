@@ -15,7 +15,7 @@ from hermitbuild.syscalls import generate_kernel, generate_newlib, load_table
 from hermitbuild.syscalls.catalog import CATALOG, catalog_entry
 from hermitbuild.syscalls.model import Table, loads_table
 
-from helpers_syscalls import (EXAMPLES, HERMIT_REL, kernel_cc_argv, newlib_cc_argv,  # noqa: F401
+from helpers_syscalls import (EXAMPLES, HERMIT_REL, REPO, kernel_cc_argv, newlib_cc_argv,  # noqa: F401
                               prepared_template, trees)
 
 pytestmark = pytest.mark.skipif(
@@ -105,3 +105,65 @@ def test_guide_example_runs_through_the_chain(trees: tuple[Path, Path], tmp_path
                           capture_output=True, text=True)
     assert link.returncode == 0, link.stderr
     assert subprocess.run([str(exe)]).returncode == 0
+
+
+SLEEP_APP = r"""
+#include <unistd.h>
+#include <stdio.h>
+
+static unsigned long long slept[8];
+static int calls;
+void sys_msleep(unsigned int ms) { slept[calls++] = ms; }
+
+int main(void)
+{
+	if (sleep(3) != 0 || usleep(1500) != 0 || usleep(0) != 0 || sleep(4200000) != 0)
+		return 1;
+	/* 3 s; 1500 us rounded up to 2 ms; 0; 4.2e6 s in chunks that fit an unsigned ms count:
+	   4 x 1e6 s, then 0.2e6 s */
+	printf("%d %llu %llu %llu %llu %llu %llu %llu %llu\n", calls, slept[0], slept[1], slept[2],
+	       slept[3], slept[4], slept[5], slept[6], slept[7]);
+	return 0;
+}
+"""
+
+
+def new_files_of(patch: Path) -> dict[str, str]:
+    """The files a patch creates (from /dev/null): name -> text."""
+    files: dict[str, str] = {}
+    lines = patch.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line == "--- /dev/null" and lines[i + 1].startswith("+++ b/"):
+            name = Path(lines[i + 1][6:]).name
+            body = []
+            for text in lines[i + 3:]:
+                if not text.startswith("+"):
+                    break
+                body.append(text[1:])
+            files[name] = "\n".join(body) + "\n"
+    return files
+
+
+def test_newlib_sleep_patch_compiles_and_sleeps_through_sys_msleep(trees: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    """patches/newlib's sleep.c and usleep.c, compiled against Debian's newlib headers with
+    -Werror and run on the host against a recording sys_msleep()."""
+    _, newlib = trees
+    hermit = newlib / HERMIT_REL
+    new = new_files_of(REPO / "patches" / "newlib" / "0001-hermit-sleep-and-usleep.patch")
+    assert sorted(new) == ["sleep.c", "usleep.c"]
+    for name, text in new.items():
+        (hermit / name).write_text(text)
+    (tmp_path / "app.c").write_text(SLEEP_APP)
+    objs = tmp_path / "objs"
+    argv = newlib_cc_argv(newlib) + ["-include", str(tmp_path / "decl.h")]
+    (tmp_path / "decl.h").write_text("void sys_msleep(unsigned int ms);\n")  # as the real syscall.h
+    compile_all(argv, [hermit / "sleep.c", hermit / "usleep.c"], objs / "n")
+    compile_all(["gcc", "-c", "-Wall", "-Werror"], [tmp_path / "app.c"], objs / "a")
+    exe = tmp_path / "sleeper"
+    link = subprocess.run(["gcc", "-o", str(exe), *map(str, sorted(objs.rglob("*.o")))],
+                          capture_output=True, text=True)
+    assert link.returncode == 0, link.stderr
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["8", "3000", "2", "0", "1000000000", "1000000000", "1000000000", "1000000000",
+                   "200000000"]
