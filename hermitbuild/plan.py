@@ -12,6 +12,7 @@ the cache key) is computed in one way only.  Cheap: reads files, runs nothing
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -55,8 +56,6 @@ def automake_in_container(settings: Settings) -> Callable[[Path], None]:
     """An ``automake(dir)`` callable running the build image's automake-1.11 on ``dir``."""
 
     def automake(directory: Path) -> None:
-        import shutil
-
         from . import container
 
         cache = Path(directory) / "autom4te.cache"

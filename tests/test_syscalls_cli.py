@@ -151,3 +151,12 @@ def test_export_patches_apply_to_pristine(project, prepared_template: Path, tmp_
         for path in (p for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts):
             rel = path.relative_to(repo)
             assert path.read_bytes() == (generated / rel).read_bytes(), rel
+
+
+def test_export_from_an_incomplete_newlib_tree_is_a_clear_error(project, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    kernel, newlib = project.trees
+    assert project("add", "rename") == 0
+    (newlib / "newlib" / "acinclude.m4").unlink()
+    assert project("export", "--out", str(tmp_path / "p")) == 1
+    err = capsys.readouterr().err
+    assert "acinclude.m4 missing" in err and "doit prepare:newlib" in err and "Traceback" not in err

@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ..errors import SyscallError
 from ..runner import output
 from ..yamlutil import write_atomic
 from . import emit
@@ -95,6 +96,12 @@ def _one_patch(root: Path, base: dict[Path, bytes | None], new: dict[Path, bytes
 def _makefile_in(nroot: Path, am_text: bytes, automake: Callable[[Path], None]) -> bytes:
     """``Makefile.in`` that automake makes from ``am_text`` in a scratch skeleton of the tree."""
     repo = nroot.parent
+    needed = [nroot / "acinclude.m4", nroot / emit.NEWLIB_DIR / "configure.in",
+              nroot / emit.NEWLIB_DIR / "aclocal.m4"]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        raise SyscallError(f"cannot regenerate Makefile.in for the export: {', '.join(missing)} missing",
+                           "export from a complete newlib tree (`doit prepare:newlib`)")
     with tempfile.TemporaryDirectory(prefix=".hermitbuild-export-", dir=repo.parent) as tmp:
         skeleton = Path(tmp)
         for item in repo.iterdir():  # AC_CONFIG_AUX_DIR(../../../..): install-sh, missing, ...
