@@ -92,7 +92,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import container
+from . import container, doctor
 from .errors import BuildError, CommandError, ConfigError, ContainerError, HermitBuildError
 from .recipe import Recipe, RecipeSet, Step
 from .fsutil import file_lock
@@ -298,15 +298,6 @@ def mounts_for(recipe: Recipe, settings: Settings, src: Path) -> list[tuple[Path
     return mounts
 
 
-_RUNTIME_MARKERS = ("OCI runtime", "OCI permission denied", "runc create failed", "crun:", "Error: ",
-                    "docker: Error response from daemon")
-
-
-def runtime_failure(returncode: int, tail: str) -> bool:
-    """Whether a step's failure is the container runtime's (exit 125/126 + its error text)."""
-    return returncode in (125, 126) and any(m in tail for m in _RUNTIME_MARKERS)
-
-
 def container_labels(name: str, settings: Settings) -> dict[str, str]:
     """Labels of a recipe's step containers (recipe and work dir: unique per workspace)."""
     return {"hermitbuild.recipe": name, "hermitbuild.work": str(work_dir(name, settings))}
@@ -429,16 +420,15 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
         seconds = time.monotonic() - start
         if result.returncode != 0:
             progress(f"{label} FAILED after {seconds:.1f}s (log: {log})")
-            if runtime_failure(result.returncode, result.tail):
+            if container.runtime_failure(result.returncode, result.tail):
+                runtime = container.detect_runtime(settings)
+                cause, fix = container.explain_runtime_failure(runtime, result.tail)
                 raise ContainerError(
                     f"the container runtime could not run step '{step.name}' of recipe '{name}'",
-                    f"{Path(container.detect_runtime(settings)).name} exited with {result.returncode} "
-                    f"before the step's command ran:\n" + "\n".join(
+                    f"{cause}; {Path(runtime).name} exited with {result.returncode} before the step's "
+                    "command ran:\n" + "\n".join(
                         "    | " + line for line in result.tail.splitlines()[-8:]),
-                    "check the `runtime_options` setting (podman on some hosts needs "
-                    "`--runtime runc --ulimit nofile=4096:4096 --ulimit nproc=4096:4096`) and that "
-                    f"`podman run --rm {container.image_tag(recipe.image, settings)} true` works; "
-                    f"full log: {log}",
+                    f"{fix}; `doit doctor` checks the runtime; full log: {log}",
                     recipe=name, step=step.name, log_path=str(log), returncode=result.returncode)
             raise BuildError(name, step.name, argv, log, result.tail, result.returncode)
         _write_json(sdir / f"{step.name}.json", {"key": key, "defkey": defkey, "step": step.name,
@@ -536,6 +526,8 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
             progress(f"{name}: restored from the artifact cache ({key[:12]}) "
                      f"in {time.monotonic() - start:.1f}s")
             return
+        # a build is needed: stop in seconds if this machine cannot run it (before any download)
+        doctor.preflight(settings)
         src = plan.ensure_prepared(recipe, recipes, settings)
         defkey = definition_key(name, recipes, settings)
         run_steps(recipe, recipes, settings, key=key, defkey=defkey, src=Path(src))

@@ -1118,6 +1118,32 @@ class RemoteCache:
         logger.warning("remote cache %s is unreachable (%s while %s); building locally and not "
                        "using the remote for the rest of this run", self.base_url, exc, what)
 
+    _PROBE = "hermitbuild-doctor-probe"
+
+    def probe(self) -> tuple[str, str]:
+        """("ok" | "fail", what was found): reachable, readable and (readwrite) writable.
+
+        Reads the checksum object of a key that does not exist (200 or 404 is fine) and, in
+        readwrite mode, writes and deletes one small probe object.  Never prints the token."""
+        try:
+            resp = self._request("HEAD", self.checksum_url("0" * 64), allow_redirects=True)
+            resp.close()
+            if resp.status_code in (401, 403):
+                return "fail", f"reading is refused (HTTP {resp.status_code})"
+            if resp.status_code not in (200, 404):
+                return "fail", f"reading answers HTTP {resp.status_code}"
+            if self.mode != "readwrite":
+                return "ok", "reachable and readable"
+            url = f"{self.base_url}/{self._PROBE}"
+            resp = self._request("PUT", url, body=lambda: b"probe\n", headers={"Content-Type": "text/plain"})
+            resp.close()
+            if resp.status_code not in (200, 201, 204):
+                return "fail", f"readable, but writing is refused (HTTP {resp.status_code})"
+            self._request("DELETE", url).close()
+        except _Unreachable as exc:
+            return "fail", f"unreachable ({exc})"
+        return "ok", "reachable, readable and writable"
+
     def has(self, key: str) -> bool:
         if self.down:
             return False

@@ -48,13 +48,8 @@ def setup_logging(verbose: bool = False) -> None:
     root._hermitbuild_handler = True  # type: ignore[attr-defined]
 
 
-def settings_values(settings: Settings) -> dict[str, Any]:
-    """The settings recipes may select variants by."""
-    return {"gcc_variant": settings.gcc_variant}
-
-
 def load_context(settings: Settings) -> tuple[Settings, RecipeSet]:
-    recipes = load_recipes(settings.recipes_dir, settings.patches_dir, settings_values(settings))
+    recipes = load_recipes(settings.recipes_dir, settings.patches_dir, settings.variant_values)
     toolchain_recipes(settings, recipes)  # a bad `skip` fails here, before any task runs
     return settings, recipes
 
@@ -220,6 +215,12 @@ def _cmd_syscall(settings: Settings, args: list[str]) -> int:
     return syscalls.cli_main(args, settings, automake=plan.automake_in_container(settings))
 
 
+def _cmd_doctor(settings: Settings, args: list[str]) -> int:
+    from . import doctor
+
+    return doctor.main(args, settings, sorted({r.image for r in _recipes(settings)}))
+
+
 def _cmd_cache(settings: Settings, args: list[str]) -> int:
     from . import cache
 
@@ -315,6 +316,7 @@ def _cmd_image(settings: Settings, args: list[str]) -> int:
 COMMANDS: dict[str, Callable[[Settings, list[str]], int]] = {
     "syscall": _cmd_syscall,
     "cache": _cmd_cache,
+    "doctor": _cmd_doctor,
     "run": _cmd_run,
     "image": _cmd_image,
 }

@@ -32,6 +32,15 @@ Contract:
   :func:`hermitbuild.runner.run`).  On Ctrl-C or a timeout the container is
   removed with ``rm -f`` so none is left running; :func:`remove_labelled`
   removes containers a killed client left behind.
+- :func:`explain_runtime_failure` turns the runtime's own error text (a run that
+  failed before the command started) into the missing piece and its fix
+  (catatonit for ``--init``, runc, ulimits, subuid ranges, storage, a docker CLI
+  without an engine, an option the runtime rejects); :func:`runtime_failure`
+  tells such a failure from the command's own exit status.  The doctor and the
+  build both use them.
+- :func:`probe_image` imports a tiny image made of this host's ``/bin/sh`` and the
+  libraries it loads (no registry, no debootstrap; about a second), so that the
+  exact ``run`` options of build steps can be tried before any long step.
 - :func:`exec_prefix` is the same ``run`` command line up to and including the
   image tag, for callers that run programs through :func:`hermitbuild.runner.run`
   themselves (``doit boot``/``smoke``/``image`` run the installed toolchain in
@@ -63,7 +72,7 @@ logger = logging.getLogger(__name__)
 RUNTIME_NAMES = ("podman", "docker")
 DEBIAN_CODENAMES = ("buster", "bullseye", "bookworm", "trixie", "forky", "sid")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-INSTALL_HINT = ("install podman (Debian/Ubuntu: `sudo apt-get install podman runc uidmap slirp4netns`, "
+INSTALL_HINT = ("install podman (Debian/Ubuntu: `sudo apt-get install podman runc catatonit uidmap slirp4netns`, "
                 "Fedora: `sudo dnf install podman`) or docker, or set `runtime:` in hermitbuild.yaml "
                 "(HERMITBUILD_RUNTIME) to the one you have")
 
@@ -313,6 +322,112 @@ def make_base_image(settings: Settings) -> str:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return name
+
+
+# --------------------------------------------------------------------------- runtime failures
+
+_RUNTIME_MARKERS = ("OCI runtime", "OCI permission denied", "runc create failed", "crun:", "Error: ",
+                    "docker: Error response from daemon", "Cannot connect to the Docker daemon",
+                    "container-init binary not found")
+
+
+def runtime_failure(returncode: int, tail: str) -> bool:
+    """Whether a run's failure is the container runtime's (exit 125/126/127 + its error text)."""
+    return returncode in (125, 126, 127) and any(m in tail for m in _RUNTIME_MARKERS)
+
+
+_UNKNOWN_FLAG = re.compile(r"unknown (?:shorthand )?flag:? '?(-{1,2}[\w-]+)'?")
+_INVALID_ULIMIT = re.compile(r"(?:ulimit|rlimit|setrlimit|RLIMIT_)", re.IGNORECASE)
+
+
+def explain_runtime_failure(runtime: str, tail: str) -> tuple[str, str]:
+    """(cause, fix) for a container run that failed in the runtime, from its error text.
+
+    Interprets the *runtime's* messages (podman, docker, runc, crun), never ours."""
+    name = Path(runtime).name
+    text = tail or ""
+    low = text.lower()
+    if "container-init binary not found" in low or ("catatonit" in low and "no such file" in low):
+        return ("podman's --init (every build step uses it) needs catatonit, which is not installed",
+                "install it: `sudo apt-get install catatonit` (scripts/setup does this)")
+    for oci in ("runc", "crun"):
+        if re.search(rf"{oci}.{{0,40}}(not found|no such file|executable file)", low) or \
+                re.search(rf"(not found|no such file).{{0,40}}\b{oci}\b", low):
+            return (f"the OCI runtime {oci} that runtime_options asks for is not installed",
+                    f"install it (`sudo apt-get install {oci}`) or change `--runtime {oci}` in the "
+                    "runtime_options setting")
+    if "cannot connect to the docker daemon" in low or "is the docker daemon running" in low:
+        return ("the docker CLI is installed but no docker engine answers",
+                "start the engine (`sudo systemctl start docker`), or use podman: "
+                "`sudo apt-get install podman runc catatonit` and `runtime: podman`")
+    flag = _UNKNOWN_FLAG.search(text)
+    if flag:
+        return (f"{name} does not know the option {flag.group(1)}",
+                f"remove or correct {flag.group(1)} in the runtime_options setting "
+                "(hermitbuild.yaml or HERMITBUILD_RUNTIME_OPTIONS)")
+    if "subuid" in low or "subgid" in low or "newuidmap" in low or "not enough ids" in low \
+            or "cannot set up namespace" in low:
+        return ("rootless podman has no subordinate uid/gid ranges for your user",
+                "`sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER` and "
+                "then `podman system migrate`")
+    if _INVALID_ULIMIT.search(text) or "operation not permitted" in low and "limit" in low:
+        return ("the runtime could not set the ulimits of runtime_options",
+                "keep `--ulimit nofile=4096:4096 --ulimit nproc=4096:4096` in runtime_options, at "
+                "or below your hard limits (`ulimit -Hn`, `ulimit -Hu`)")
+    if "storage" in low or "overlay" in low or "graph driver" in low or "no space left" in low:
+        return (f"{name}'s image storage does not work",
+                f"check free space where {name} keeps images (`{name} info`); as a last resort "
+                f"`{name} system reset` (removes all its images)")
+    last = next((line for line in reversed(text.splitlines()) if line.strip()), "no message")
+    return (f"{name} failed before the command started: {last.strip()}",
+            f"run the command above by hand to see more, and check `{name} info`")
+
+
+# --------------------------------------------------------------------------- probe image
+
+def _loaded_libraries(binary: str) -> list[str]:
+    """The shared libraries ``binary`` loads (absolute paths, from ldd)."""
+    done = runner.run(["ldd", binary], check=False, capture=True, timeout=30)
+    libs: list[str] = []
+    for line in done.output.splitlines():
+        m = re.search(r"(/\S+)\s+\(0x", line)
+        if m:
+            libs.append(m.group(1))
+    return libs
+
+
+def probe_image(settings: Settings) -> str:
+    """Import (once) a tiny image holding this host's /bin/sh; return its tag."""
+    import io
+    import tarfile
+
+    rt = detect_runtime(settings)
+    shell = os.path.realpath("/bin/sh")
+    files = [shell, *_loaded_libraries(shell)]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for directory in ("bin", "tmp"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            tar.addfile(info)
+        for path in dict.fromkeys(files):
+            data = Path(os.path.realpath(path)).read_bytes()
+            for name in dict.fromkeys([path.lstrip("/"), "bin/sh" if path == shell else ""]):
+                if not name:
+                    continue
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o755
+                tar.addfile(info, io.BytesIO(data))
+    data = buf.getvalue()
+    tag = f"localhost/hermitbuild-probe:{hashlib.sha256(data).hexdigest()[:16]}"
+    if _exists(tag, settings):
+        return tag
+    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=settings.build_dir, prefix=".probe-", suffix=".tar") as fh:
+        fh.write(data)
+        fh.flush()
+        runner.run([rt, "import", fh.name, tag], capture=True, timeout=120)
+    return tag
 
 
 # --------------------------------------------------------------------------- running

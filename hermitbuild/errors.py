@@ -145,6 +145,16 @@ class ContainerError(HermitBuildError):
     """The container runtime is missing or an image could not be made."""
 
 
+class PreflightError(HermitBuildError):
+    """The machine cannot build yet: the pre-flight checks (``doit doctor``'s) failed."""
+
+    def __init__(self, failed: Sequence[dict], report: str) -> None:
+        super().__init__("this machine cannot build the toolchain yet (pre-flight checks failed)",
+                         "\n" + "\n".join("    " + line for line in report.splitlines()),
+                         "fix what the FAIL lines say, then re-run; `doit doctor` shows every check",
+                         failed=list(failed), report=report)
+
+
 class BuildError(HermitBuildError):
     """A build step failed."""
 

@@ -70,10 +70,6 @@ _RACY_NS = 2_000_000_000  # files modified this recently are never taken from th
 
 # ---------------------------------------------------------------------- owners and paths
 
-def _settings_values(settings: Settings) -> dict[str, Any]:
-    return {"gcc_variant": settings.gcc_variant}
-
-
 def _owner(recipe: Recipe, settings: Settings) -> Recipe:
     """The recipe that owns ``recipe``'s tree (itself unless it has ``tree_from``)."""
     if not recipe.tree_from:
@@ -82,7 +78,7 @@ def _owner(recipe: Recipe, settings: Settings) -> Recipe:
     if not path.exists():
         raise RecipeError(f"tree_from names '{recipe.tree_from}' but {path} does not exist",
                           "point tree_from at an existing recipe", file=recipe.file, field="tree_from")
-    return load_recipe(path, settings.patches_dir, _settings_values(settings))
+    return load_recipe(path, settings.patches_dir, settings.variant_values)
 
 
 def tree_path(recipe: Recipe, settings: Settings) -> Path:

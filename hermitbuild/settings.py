@@ -83,6 +83,8 @@ class Settings:
     smoke_gate: bool = True
     kvm: str = "auto"  # auto | on | off: KVM for booting unikernels (doit boot / smoke)
     file: Path | None = None  # the settings file that was read
+    # where each setting that is not a default came from: "<file>:<line>" or "HERMITBUILD_<NAME>"
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     # ---- derived locations -------------------------------------------------
     @property
@@ -138,6 +140,11 @@ class Settings:
     @property
     def parallel_jobs(self) -> int:
         return self.jobs if self.jobs > 0 else (os.cpu_count() or 1)
+
+    @property
+    def variant_values(self) -> dict[str, Any]:
+        """The settings recipes may select variants by."""
+        return {"gcc_variant": self.gcc_variant}
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -259,6 +266,7 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
 
     raw: dict[str, Any] = {}
     lines: dict[str, int] = {}
+    origins: dict[str, str] = {}
     if path.exists():
         data = load_yaml(path, ConfigError)
         if data is None:
@@ -274,6 +282,7 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
                                   file=path, line=line, field=str(key))
             raw[key] = _check_type(key, value, path, line)
             lines[key] = line or 0
+            origins[key] = f"{path}:{line}" if line else str(path)
     elif ENV_PREFIX + "SETTINGS" in environ:
         raise ConfigError(f"settings file {path} does not exist",
                           f"create it or unset {ENV_PREFIX}SETTINGS", file=path)
@@ -283,6 +292,7 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         if var in environ:
             value = _from_env(name, environ[var])
             raw[name] = _check_type(name, value, None, None)
+            origins[name] = var
 
     def where(name: str) -> dict[str, Any]:
         var = ENV_PREFIX + name.upper()
@@ -337,4 +347,4 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
                           **where("remote_cache"))
     token_env = kwargs.get("remote_cache_token_env", "HERMITBUILD_CACHE_TOKEN")
     kwargs["remote_cache_token"] = environ.get(token_env, "") if token_env else ""
-    return Settings(root=root, file=path if path.exists() else None, **kwargs)
+    return Settings(root=root, file=path if path.exists() else None, origins=origins, **kwargs)

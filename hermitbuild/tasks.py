@@ -132,6 +132,17 @@ def task_syscall() -> Task:
     }
 
 
+def task_doctor() -> Task:
+    """Check this machine: runtime (a real container run), images, directories, disk, KVM, remote, settings."""
+    settings, _ = _ctx()
+    return {
+        "actions": [(cli.action_args, ("doctor", settings))],
+        "pos_arg": "args",
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
 def task_cache() -> Task:
     """Artifact cache: `doit cache stats|list|prune|push|verify`."""
     settings, _ = _ctx()

@@ -1,0 +1,383 @@
+"""The environment checks: ``doit doctor``, the end of ``scripts/setup`` and the pre-flight of a build.
+
+Contract:
+- :func:`run_checks` returns one :class:`Check` per line of the report: a name, a
+  status (``ok``, ``fail``, ``warn`` or ``info``), what was found and, for a failure
+  or a warning, the fix.  ``fail`` means the main job (``doit toolchain``) cannot
+  work; ``warn`` means something optional (KVM, the remote cache) will not be used.
+- The runtime check runs a real container of a tiny probe image
+  (:func:`hermitbuild.container.probe_image`) with exactly the options build steps
+  use (``--init``, ``--network=none``, ``--user``, ``runtime_options``, a same-path
+  read-write mount) and checks that the container wrote a file there as the invoking
+  user; a failure is translated into the missing piece by
+  :func:`hermitbuild.container.explain_runtime_failure`.
+- Directory checks write and remove a file in the directory (or, when it does not
+  exist yet, in the nearest existing parent it would be created in): a read-only
+  file system or a missing permission fails even for root.  Free space is compared
+  with :data:`NEEDED_BYTES` (per file system, summed when several directories share one).
+- The remote cache check never prints the token; it reads (HEAD of a key that does
+  not exist) and, in ``readwrite`` mode, writes and deletes one probe object.
+- :func:`preflight` runs the checks a build needs (runtime, directories, disk) once
+  per process and raises :class:`~hermitbuild.errors.PreflightError` with the failed
+  lines and their fixes: ``doit toolchain`` calls it before the first long step
+  (download, prepare or build), so a broken machine stops in seconds.
+- :func:`main` (``python -m hermitbuild.doctor [--runtime]``) prints the report and
+  exits 1 when a check failed; ``--runtime`` runs only the runtime check (the end of
+  ``scripts/setup``).  Nothing here changes the machine but the probe image and files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import container, runner
+from .errors import CommandError, ContainerError, HermitBuildError, PreflightError
+from .recipe import load_recipes
+from .settings import FILE_FIELDS, Settings, load_settings
+
+GIB = 1024 ** 3
+
+# Free space a cold `doit toolchain` (upstream gcc) needs, per location.  Estimated from the
+# parts of the chain, not measured as one figure: GCC 12.2's unpacked tree (about 1 GiB) and
+# its two build directories (about 2.5 GiB each, unstripped objects), binutils and newlib
+# (under 1 GiB together), downloads (0.2 GiB); stripped artifacts in the cache and the prefix
+# (about 0.3 GiB each); the toolchain build image (about 1.5 GiB in the runtime's storage).
+NEEDED_BYTES = {"build_dir": 8 * GIB, "cache_dir": 1 * GIB, "prefix": 1 * GIB, "images": 2 * GIB}
+
+STATUS_MARK = {"ok": "ok  ", "fail": "FAIL", "warn": "warn", "info": "    "}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report."""
+
+    name: str
+    status: str  # ok | fail | warn | info
+    detail: str
+    fix: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+
+def render(checks: Sequence[Check]) -> str:
+    lines = []
+    for check in checks:
+        lines.append(f"[{STATUS_MARK[check.status]}] {check.name}: {check.detail}")
+        if check.fix and check.status in ("fail", "warn"):
+            lines.append(f"         fix: {check.fix}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- runtime
+
+def check_runtime(settings: Settings) -> list[Check]:
+    """The runtime is found, tells its version, and runs a container exactly as build steps do."""
+    try:
+        runtime = container.detect_runtime(settings)
+    except ContainerError as err:
+        return [Check("container runtime", "fail", err.why, err.fix)]
+    name = Path(runtime).name
+    try:
+        version = runner.run([runtime, "--version"], capture=True, check=False, timeout=30).output.strip()
+    except CommandError as err:
+        return [Check("container runtime", "fail", f"{runtime} does not start: {err.why}",
+                      f"reinstall {name}")]
+    checks = [Check("container runtime", "ok", f"{runtime} ({version or 'version unknown'})")]
+    checks.append(_check_run(settings, runtime))
+    return checks
+
+
+def _check_run(settings: Settings, runtime: str) -> Check:
+    label = "container run (build-step options)"
+    try:
+        tag = container.probe_image(settings)
+    except (CommandError, ContainerError) as err:
+        tail = getattr(err, "tail", "") or err.why
+        cause, fix = container.explain_runtime_failure(runtime, tail)
+        return Check(label, "fail", f"cannot create the probe image: {cause}", fix)
+    except OSError as exc:
+        return Check(label, "fail", f"cannot create the probe image: {exc}",
+                     f"make {settings.build_dir} writable")
+    try:
+        settings.build_dir.mkdir(parents=True, exist_ok=True)
+        probe_dir = Path(tempfile.mkdtemp(prefix=".doctor-", dir=settings.build_dir))
+    except OSError as exc:
+        return Check(label, "fail", f"cannot create a directory in {settings.build_dir}: {exc.strerror}",
+                     f"make {settings.build_dir} writable or choose another build_dir")
+    try:
+        target = probe_dir / "probe"
+        argv = container.run_argv(tag, ["/bin/sh", "-c", f"echo ok > {target}"], settings,
+                                  runtime=runtime, cwd=probe_dir, mounts=[(probe_dir, True)], env={},
+                                  network=False, user=None, name=None,
+                                  labels={"hermitbuild.doctor": "1"})
+        try:
+            done = runner.run(argv, capture=True, check=False, timeout=120)
+        except CommandError as err:
+            return Check(label, "fail", f"the probe container did not finish: {err.why}",
+                         f"check that `{Path(runtime).name} info` answers")
+        if done.returncode != 0:
+            cause, fix = container.explain_runtime_failure(runtime, done.output)
+            return Check(label, "fail", cause, fix)
+        if not target.is_file() or target.read_text(errors="replace").strip() != "ok":
+            return Check(label, "fail", "the container ran but did not write into its same-path mount",
+                         "check that bind mounts work with this runtime (SELinux: add :z or disable "
+                         "labelling)")
+        owner = target.stat().st_uid
+        if owner != os.getuid():
+            return Check(label, "fail", f"files written in the container belong to uid {owner}, "
+                         f"not to you ({os.getuid()})",
+                         "rootless podman needs --userns=keep-id (hermitbuild adds it); check "
+                         "/etc/subuid and /etc/subgid")
+        options = " ".join(settings.runtime_options) or "none"
+        return Check(label, "ok", f"--init --network=none --user and same-path mounts work "
+                     f"(runtime_options: {options})")
+    finally:
+        shutil.rmtree(probe_dir, ignore_errors=True)
+
+
+def check_images(settings: Settings, images: Sequence[str]) -> list[Check]:
+    """Base and build images present, or what creating them will take."""
+    try:
+        container.detect_runtime(settings)
+    except ContainerError:
+        return []  # reported by the runtime check
+    out: list[Check] = []
+    try:
+        base = container.base_image_exists(settings)
+    except HermitBuildError as err:
+        return [Check("images", "fail", err.why, err.fix)]
+    if base:
+        out.append(Check("base image", "ok", f"{settings.base_image} is present"))
+    elif settings.base_image.startswith("localhost/"):
+        if os.geteuid() != 0:
+            out.append(Check("base image", "fail", f"{settings.base_image} is missing, and creating it "
+                             "(debootstrap) needs root", "run `sudo -E .venv/bin/doit base_image` once"))
+        else:
+            out.append(Check("base image", "info", f"{settings.base_image} is missing; the first build "
+                             "creates it with debootstrap (about 30 s)"))
+    else:
+        out.append(Check("base image", "info", f"{settings.base_image} will be pulled on first use"))
+    for image in images:
+        try:
+            present = container.image_exists(image, settings)
+            tag = container.image_tag(image, settings)
+        except HermitBuildError as err:
+            out.append(Check(f"build image '{image}'", "fail", err.why, err.fix))
+            continue
+        out.append(Check(f"build image '{image}'", "ok" if present else "info",
+                         f"{tag} is present" if present else
+                         f"{tag} will be built on first use (the toolchain image: about 3 minutes)"))
+    return out
+
+
+# --------------------------------------------------------------------------- directories and disk
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _writable(path: Path) -> str | None:
+    """None when a file can be created where ``path`` is (or would be created); else why not."""
+    where = _existing_parent(path)
+    if not where.is_dir():
+        return f"{where} is not a directory"
+    try:
+        fd, name = tempfile.mkstemp(prefix=".hermitbuild-doctor-", dir=where)
+    except OSError as exc:
+        return f"cannot create files in {where}: {exc.strerror}"
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def _dirs(settings: Settings) -> dict[str, Path]:
+    return {"prefix": settings.prefix, "build_dir": settings.build_dir,
+            "cache_dir": settings.cache_dir or settings.build_dir / "cache"}
+
+
+def check_dirs(settings: Settings) -> list[Check]:
+    out = []
+    for setting, path in _dirs(settings).items():
+        problem = _writable(path)
+        if problem:
+            out.append(Check(f"{setting} writable", "fail", f"{path}: {problem}",
+                             f"`sudo mkdir -p {path} && sudo chown $(id -u):$(id -g) {path}`, or choose "
+                             f"another {setting} (HERMITBUILD_{setting.upper()})"))
+        else:
+            out.append(Check(f"{setting} writable", "ok", str(path)))
+    return out
+
+
+def _image_store(settings: Settings) -> Path | None:
+    try:
+        runtime = container.detect_runtime(settings)
+    except ContainerError:
+        return None
+    fmt = "{{.Store.GraphRoot}}" if container.runtime_kind(runtime) == "podman" else "{{.DockerRootDir}}"
+    try:
+        done = runner.run([runtime, "info", "--format", fmt], capture=True, check=False, timeout=30)
+    except CommandError:
+        return None
+    text = done.output.strip()
+    return Path(text) if done.returncode == 0 and text.startswith("/") else None
+
+
+def check_disk(settings: Settings, *, image_store: Path | None = None) -> list[Check]:
+    """Free space per file system against what a cold toolchain needs there."""
+    places = {name: _existing_parent(path) for name, path in _dirs(settings).items()}
+    if image_store is not None:
+        places["images"] = _existing_parent(image_store)
+    by_device: dict[int, list[str]] = {}
+    for name, path in places.items():
+        try:
+            by_device.setdefault(os.stat(path).st_dev, []).append(name)
+        except OSError:
+            continue
+    out = []
+    for names in by_device.values():
+        path = places[names[0]]
+        free = shutil.disk_usage(path).free
+        need = sum(NEEDED_BYTES[n] for n in names)
+        what = ", ".join(f"{n} ({_dirs(settings).get(n, image_store)})" for n in names)
+        detail = f"{free / GIB:.1f} GiB free on the file system of {what}; a cold toolchain needs " \
+                 f"about {need / GIB:.0f} GiB there"
+        if free < need:
+            out.append(Check("free disk", "fail", detail,
+                             f"free space there, or move build_dir/cache_dir (HERMITBUILD_BUILD_DIR, "
+                             "HERMITBUILD_CACHE_DIR) to a larger disk"))
+        else:
+            out.append(Check("free disk", "ok", detail))
+    return out
+
+
+# --------------------------------------------------------------------------- kvm, remote, settings
+
+def check_kvm(settings: Settings) -> list[Check]:
+    from .qemu import kvm_usable
+
+    usable = kvm_usable()
+    auto = "auto uses it" if usable else "auto boots with TCG (software emulation, slower)"
+    if settings.kvm == "on" and not usable:
+        return [Check("kvm", "warn", "kvm: on, but /dev/kvm is not usable: doit boot will fail",
+                      "set kvm: auto or off, or give yourself access to /dev/kvm (group kvm)")]
+    state = "usable" if usable else ("present but not usable" if Path("/dev/kvm").exists() else "absent")
+    checks = [Check("kvm", "info", f"/dev/kvm is {state}; kvm: {settings.kvm}"
+                    + (f" ({auto})" if settings.kvm == "auto" else ""))]
+    if usable and settings.kvm != "off" and _in_virtual_machine():
+        checks.append(Check("nested kvm", "warn", "this machine is itself a virtual machine: HermitCore "
+                            "guests were seen hanging under nested KVM",
+                            "if `doit boot` times out, set `kvm: off` (HERMITBUILD_KVM=off) to boot with TCG"))
+    return checks
+
+
+def _in_virtual_machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU flags carry ``hypervisor`` (this kernel runs as a guest)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(line.startswith("flags") and " hypervisor" in line for line in text.splitlines())
+
+
+def check_remote(settings: Settings) -> list[Check]:
+    if settings.remote_cache_mode == "off":
+        return [Check("remote cache", "info", "off")]
+    from . import cache
+
+    _, remote = cache.open_caches(settings)
+    assert remote is not None
+    token = " with a token" if settings.remote_cache_token else \
+        f" without a token ({settings.remote_cache_token_env} is not set)"
+    status, detail = remote.probe()
+    if status != "ok":
+        return [Check("remote cache", "warn", f"{settings.remote_cache} ({settings.remote_cache_mode}"
+                      f"{token}): {detail}; builds go on locally",
+                      "check the URL, the server and the token variable " + settings.remote_cache_token_env)]
+    return [Check("remote cache", "ok", f"{settings.remote_cache} ({settings.remote_cache_mode}{token}): "
+                  f"{detail}")]
+
+
+def settings_report(settings: Settings) -> list[Check]:
+    origins = dict(settings.origins)
+    out = []
+    for name in sorted(FILE_FIELDS):
+        value = getattr(settings, name)
+        if isinstance(value, tuple):
+            value = " ".join(value) if name == "runtime_options" else list(value)
+        elif isinstance(value, dict):
+            value = {k: str(v) for k, v in value.items()}
+        out.append(Check(f"setting {name}", "info", f"{value} ({origins.get(name, 'default')})"))
+    return out
+
+
+# --------------------------------------------------------------------------- entry points
+
+def run_checks(settings: Settings, images: Sequence[str] = (), *, runtime_only: bool = False) -> list[Check]:
+    checks = check_runtime(settings)
+    if runtime_only:
+        return checks
+    checks += check_images(settings, images)
+    checks += check_dirs(settings)
+    checks += check_disk(settings, image_store=_image_store(settings))
+    checks += check_kvm(settings)
+    checks += check_remote(settings)
+    checks += settings_report(settings)
+    return checks
+
+
+_PREFLIGHT_DONE: set[tuple[str, ...]] = set()
+
+
+def preflight(settings: Settings, *, checks: Callable[[Settings], list[Check]] | None = None) -> None:
+    """The checks a build needs, once per process; raises PreflightError listing what failed."""
+    ident = (str(settings.build_dir), str(settings.prefix), settings.runtime, *settings.runtime_options)
+    if ident in _PREFLIGHT_DONE:
+        return
+    found = checks(settings) if checks else (check_runtime(settings) + check_dirs(settings)
+                                             + check_disk(settings))
+    failed = [c for c in found if c.failed]
+    if failed:
+        raise PreflightError(failed=[dataclasses.asdict(c) for c in failed], report=render(failed))
+    _PREFLIGHT_DONE.add(ident)
+
+
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None,
+         images: Sequence[str] | None = None) -> int:
+    """``doit doctor`` / ``python -m hermitbuild.doctor [--runtime]``: print the report."""
+    parser = argparse.ArgumentParser(prog="doit doctor", description="check this machine for hermitbuild")
+    parser.add_argument("--runtime", action="store_true", help="only the container runtime check")
+    ns = parser.parse_args(list(argv or []))
+    if settings is None or images is None:
+        try:
+            settings = settings or load_settings()
+            recipes = load_recipes(settings.recipes_dir, settings.patches_dir, settings.variant_values)
+        except HermitBuildError as err:
+            print(err, file=sys.stderr)
+            return 2
+        images = sorted({r.image for r in recipes})
+    checks = run_checks(settings, images, runtime_only=ns.runtime)
+    print(render(checks), flush=True)
+    failed = [c for c in checks if c.failed]
+    if failed:
+        print(f"\n{len(failed)} check(s) failed: the toolchain cannot be built until they are fixed",
+              flush=True)
+        return 1
+    print("\nall checks passed" if not ns.runtime else "\nthe container runtime works", flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

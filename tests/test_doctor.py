@@ -1,0 +1,191 @@
+"""`doit doctor` and the pre-flight, through the public commands with real podman.
+
+Each broken machine is made for real: an option podman rejects, an init binary that is
+not there (podman's own `--init-path`), the docker CLI with no engine, no runtime on PATH,
+a read-only prefix and a full disk (small tmpfs mounts; root only), and each must fail
+with the named fix, a non-zero exit and no traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from hermitbuild import container, doctor
+from hermitbuild.settings import Settings
+from tests.helpers_podman import RUNTIME_OPTIONS, require_podman
+
+ROOT = Path(__file__).resolve().parent.parent
+OPTIONS = " ".join(RUNTIME_OPTIONS)
+
+
+def _doit(args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = None,
+          timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path / "home"),
+        "HERMITBUILD_BUILD_DIR": str(tmp_path / "build"),
+        "HERMITBUILD_PREFIX": str(tmp_path / "prefix"),
+        "HERMITBUILD_CACHE_DIR": str(tmp_path / "cache"),
+        "HERMITBUILD_RUNTIME": "podman",
+        "HERMITBUILD_RUNTIME_OPTIONS": OPTIONS,
+        "PYTHONPATH": str(ROOT),
+        **(extra_env or {}),
+    }
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _failed_cleanly(done: subprocess.CompletedProcess, *needles: str) -> str:
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out
+    assert "Traceback" not in out, out
+    for needle in needles:
+        assert needle in out, f"{needle!r} not in:\n{out}"
+    return out
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, options: str) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "hermitbuild-test", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.mark.podman
+def test_doctor_passes_here_and_reports_where_settings_came_from(tmp_path):
+    require_podman()
+    done = _doit(["doctor"], tmp_path, {"HERMITBUILD_JOBS": "3"})
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "[ok  ] container runtime: " in out and "podman version" in out
+    assert "[ok  ] container run (build-step options)" in out
+    for name in ("prefix", "build_dir", "cache_dir"):
+        assert f"[ok  ] {name} writable" in out
+    assert "free disk" in out and "kvm:" in out and "remote cache: off" in out
+    assert "setting jobs: 3 (HERMITBUILD_JOBS)" in out
+    assert "setting runtime_options: " in out and "(HERMITBUILD_RUNTIME_OPTIONS)" in out
+    assert "setting target: x86_64-hermit (" + str(ROOT / "hermitbuild.yaml") in out
+    assert "all checks passed" in out
+
+
+@pytest.mark.podman
+def test_an_option_podman_rejects_is_named(tmp_path):
+    require_podman()
+    done = _doit(["doctor"], tmp_path, {"HERMITBUILD_RUNTIME_OPTIONS": OPTIONS + " --no-such-option 1"})
+    _failed_cleanly(done, "[FAIL] container run", "--no-such-option", "runtime_options")
+
+
+@pytest.mark.podman
+def test_a_missing_init_binary_names_catatonit(tmp_path):
+    """podman's error when catatonit is not installed, made with podman's own --init-path."""
+    require_podman()
+    done = _doit(["doctor"], tmp_path,
+                 {"HERMITBUILD_RUNTIME_OPTIONS": OPTIONS + f" --init-path {tmp_path}/no/catatonit"})
+    _failed_cleanly(done, "[FAIL] container run", "catatonit", "apt-get install catatonit")
+
+
+def test_the_docker_cli_without_an_engine_is_explained(tmp_path):
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker CLI on this machine")
+    probe = subprocess.run([docker, "info"], capture_output=True, timeout=60)
+    if probe.returncode == 0:
+        pytest.skip("a docker engine answers here")
+    done = _doit(["doctor"], tmp_path, {"HERMITBUILD_RUNTIME": "docker"})
+    _failed_cleanly(done, "no docker engine answers", "runtime: podman")
+
+
+def test_no_runtime_at_all(tmp_path):
+    (tmp_path / "bin").mkdir()
+    done = _doit(["doctor"], tmp_path, {"PATH": str(tmp_path / "bin"), "HERMITBUILD_RUNTIME": "auto"})
+    _failed_cleanly(done, "[FAIL] container runtime", "install podman")
+
+
+@pytest.mark.podman
+def test_a_read_only_prefix_fails_even_for_root(tmp_path):
+    require_podman()
+    with _tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+        done = _doit(["doctor"], tmp_path, {"HERMITBUILD_PREFIX": str(ro / "hermit")})
+        _failed_cleanly(done, "[FAIL] prefix writable", "Read-only file system", "chown")
+
+
+@pytest.mark.podman
+def test_a_full_disk_fails_with_the_needed_size(tmp_path):
+    require_podman()
+    with _tmpfs(tmp_path / "small", "size=8m") as small:
+        done = _doit(["doctor"], tmp_path, {"HERMITBUILD_BUILD_DIR": str(small / "build")})
+        out = _failed_cleanly(done, "[FAIL] free disk", "a cold toolchain needs about", "larger disk")
+        assert "GiB free on the file system of build_dir" in out
+
+
+@pytest.mark.podman
+def test_doit_toolchain_stops_in_seconds_before_any_download(tmp_path):
+    """The pre-flight: a broken runtime stops `doit toolchain` at its first recipe to build,
+    with the doctor's lines, before anything is downloaded."""
+    require_podman()
+    done = _doit(["toolchain"], tmp_path, {"HERMITBUILD_RUNTIME_OPTIONS": OPTIONS + " --no-such-option 1",
+                                           "HERMITBUILD_OFFLINE": "1"}, timeout=120)
+    _failed_cleanly(done, "pre-flight checks failed", "[FAIL] container run", "--no-such-option",
+                    "doit doctor")
+    downloads = tmp_path / "build" / "downloads"
+    assert not downloads.exists() or not any(downloads.rglob("*")), "downloaded before the pre-flight"
+    assert not (tmp_path / "build" / "src").exists(), "prepared a tree before the pre-flight"
+
+
+def test_preflight_runs_once_per_process_and_only_until_it_passes(tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor, "_PREFLIGHT_DONE", set())
+    s = Settings(root=ROOT, prefix=tmp_path / "p", build_dir=tmp_path / "b", cache_dir=tmp_path / "c")
+    calls: list[int] = []
+
+    def bad(settings: Settings) -> list[doctor.Check]:
+        calls.append(1)
+        return [doctor.Check("container run", "fail", "broken", "repair it")]
+
+    from hermitbuild.errors import PreflightError
+
+    with pytest.raises(PreflightError) as exc:
+        doctor.preflight(s, checks=bad)
+    assert "[FAIL] container run: broken" in str(exc.value) and "repair it" in str(exc.value)
+    assert exc.value.failed[0]["name"] == "container run"
+    with pytest.raises(PreflightError):
+        doctor.preflight(s, checks=bad)
+    assert len(calls) == 2  # a failed pre-flight is not remembered
+    doctor.preflight(s, checks=lambda settings: calls.append(1) or [doctor.Check("x", "ok", "")])
+    doctor.preflight(s, checks=lambda settings: pytest.fail("ran twice"))
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("Error: container-init binary not found on the host: stat /usr/libexec/podman/catatonit: "
+     "no such file or directory", "catatonit"),
+    ('Error: default OCI runtime "runc" not found: invalid argument', "apt-get install runc"),
+    ("Error: unknown flag: --frobnicate", "--frobnicate"),
+    ("docker: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+     "Is the docker daemon running?", "no docker engine"),
+    ("Error: cannot set up namespace using \"/usr/bin/newuidmap\": exit status 1", "subuids"),
+    ("Error: OCI runtime error: runc: setrlimit `RLIMIT_NPROC`: operation not permitted", "ulimit"),
+])
+def test_runtime_messages_become_the_missing_piece(text, needle):
+    cause, fix = container.explain_runtime_failure("/usr/bin/podman", text)
+    assert needle in cause + fix
+
+
+def test_nested_kvm_is_recognised_from_cpu_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu vme hypervisor lahf_lm\n")
+    assert doctor._in_virtual_machine(info)
+    info.write_text("processor\t: 0\nflags\t\t: fpu vme lahf_lm\n")
+    assert not doctor._in_virtual_machine(info)
