@@ -39,7 +39,7 @@ Contract:
   Network off; the invoking user's uid:gid.  ``{jobs}`` = ``settings.parallel_jobs``.
 
 - Logs and console: every step writes ``<logs>/<name>/<step>.log`` (started
-  afresh by every attempt of the step); :func:`progress` prints one line per step:
+  afresh by every attempt of the step); :func:`hermitbuild.progress.step_line` prints one line per step:
   ``[k/n] name:step done in 12.3s`` (or ``... already done``).  A failing step
   raises :class:`~hermitbuild.errors.BuildError` with the recipe, step, exact
   command, log path and the last 40 lines of its output; when the container
@@ -93,6 +93,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import container, doctor
+from .progress import history, live_step, record, remember, step_line
 from .errors import BuildError, CommandError, ConfigError, ContainerError, HermitBuildError
 from .recipe import Recipe, RecipeSet, Step
 from .fsutil import file_lock
@@ -104,11 +105,6 @@ logger = logging.getLogger(__name__)
 TAIL_LINES = 40
 CONFIGURE_KINDS = ("configure", "cmake")
 DEFAULT_PATH = "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def progress(message: str) -> None:
-    """The console progress line (one per step); the only console output of a build."""
-    print(message, flush=True)
 
 
 # --------------------------------------------------------------------------- keys and paths
@@ -387,7 +383,7 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
     for i, step in enumerate(recipe.steps):
         label = f"[{i + 1}/{n}] {name}:{step.name}"
         if done[i]:
-            progress(f"{label} already done")
+            step_line(f"{label} already done")
             continue
         _write_json(sdir / "running.json", {"key": key, "defkey": defkey, "step": step.name, "index": i})
         if i == 0 or not build.is_dir():
@@ -404,14 +400,15 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
         start = time.monotonic()
         limit = settings.step_timeout_seconds
         try:
-            result = container.run_in_container(recipe.image, argv, settings, cwd=cwd, mounts=mounts,
-                                                env=env, log_path=log, check=False, timeout=limit,
-                                                label=f"{name}-{step.name}", labels=labels)
+            with live_step(label, log, history(name, settings).get(step.name)):
+                result = container.run_in_container(recipe.image, argv, settings, cwd=cwd, mounts=mounts,
+                                                    env=env, log_path=log, check=False, timeout=limit,
+                                                    label=f"{name}-{step.name}", labels=labels)
         except CommandError as err:  # check=False: a timeout (the container is gone), or no runtime
             if limit is None or not err.why.startswith("timed out"):
                 raise
             seconds = time.monotonic() - start
-            progress(f"{label} TIMED OUT after {seconds:.1f}s (log: {log})")
+            step_line(f"{label} TIMED OUT after {seconds:.1f}s (log: {log})")
             raise BuildError(name, step.name, argv, log, err.fields.get("tail") or "", None,
                              status=f"killed after the step_timeout of {settings.step_timeout}",
                              fix=f"read {log} to see where it hung; if the step is just slow, raise "
@@ -419,7 +416,7 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
                              "finished steps are not redone") from None
         seconds = time.monotonic() - start
         if result.returncode != 0:
-            progress(f"{label} FAILED after {seconds:.1f}s (log: {log})")
+            step_line(f"{label} FAILED after {seconds:.1f}s (log: {log})")
             if container.runtime_failure(result.returncode, result.tail):
                 runtime = container.detect_runtime(settings)
                 cause, fix = container.explain_runtime_failure(runtime, result.tail)
@@ -433,7 +430,8 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
             raise BuildError(name, step.name, argv, log, result.tail, result.returncode)
         _write_json(sdir / f"{step.name}.json", {"key": key, "defkey": defkey, "step": step.name,
                                                  "index": i, "seconds": round(seconds, 3)})
-        progress(f"{label} done in {seconds:.1f}s")
+        remember(name, step.name, seconds, log, settings)
+        step_line(f"{label} done in {seconds:.1f}s")
     (sdir / "running.json").unlink(missing_ok=True)
 
 
@@ -523,8 +521,9 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         if files is not None:
             _write_install_stamp(recipe, settings, key, files, "cache")
             _remove_stale(recipe, recipes, settings, files, previous)
-            progress(f"{name}: restored from the artifact cache ({key[:12]}) "
-                     f"in {time.monotonic() - start:.1f}s")
+            seconds = time.monotonic() - start
+            step_line(f"{name}: restored from the artifact cache ({key[:12]}) in {seconds:.1f}s")
+            record(name, "restored", seconds, settings, f"key {key[:12]}")
             return
         # a build is needed: stop in seconds if this machine cannot run it (before any download)
         doctor.preflight(settings)
@@ -548,7 +547,8 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         files = cache.restore_artifact(stored, root, key)
         _write_install_stamp(recipe, settings, key, files, "build")
         _remove_stale(recipe, recipes, settings, files, previous)
-        progress(f"{name}: installed into {root} ({len(files)} entries)")
+        step_line(f"{name}: installed into {root} ({len(files)} entries)")
+        record(name, "built", time.monotonic() - start, settings, f"{len(files)} files")
 
 
 def push_is_gated(settings: Settings) -> bool:

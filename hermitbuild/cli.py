@@ -20,9 +20,11 @@ import logging
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import progress
 from .errors import ConfigError, HermitBuildError
 from .recipe import RecipeSet, load_recipes
 from .settings import Settings, load_settings
@@ -90,6 +92,7 @@ def context() -> tuple[Settings, RecipeSet]:
         setup_logging(verbose=os.environ.get("HERMITBUILD_VERBOSE", "") not in ("", "0"))
         _CONTEXT = load_context(load_settings())
         prepare.hash_overrides_once_per_run()  # this process is one doit run
+        progress.start_run()
     return _CONTEXT
 
 
@@ -137,8 +140,29 @@ def _do_prepare(settings: Settings, name: str) -> None:
 def _do_build(settings: Settings, name: str) -> None:
     from . import build
 
-    # with the smoke gate on, artifacts reach the remote only after `doit toolchain`'s smoke test
-    build.build_recipe(name, _recipes(settings), settings, push=not build.push_is_gated(settings))
+    start = time.monotonic()
+    try:
+        # with the smoke gate on, artifacts reach the remote only after `doit toolchain`'s smoke test
+        build.build_recipe(name, _recipes(settings), settings, push=not build.push_is_gated(settings))
+    except (HermitBuildError, KeyboardInterrupt) as err:
+        what = err.what if isinstance(err, HermitBuildError) else "interrupted"
+        progress.record(name, "failed", time.monotonic() - start, settings, what)
+        print(_summary(settings), flush=True)
+        raise
+
+
+def _summary(settings: Settings) -> str:
+    from . import build
+
+    recipes = _recipes(settings)
+
+    def installed(name: str) -> bool:
+        try:
+            return build.is_installed(name, recipes, settings)
+        except HermitBuildError:
+            return False
+
+    return progress.summary(toolchain_recipes(settings, recipes), settings.skip, settings, installed)
 
 
 def _do_summary(settings: Settings) -> None:
@@ -146,6 +170,7 @@ def _do_summary(settings: Settings) -> None:
 
     names = toolchain_recipes(settings, _recipes(settings))
     skipped = f"; skipped: {', '.join(settings.skip)}" if settings.skip else ""
+    print(_summary(settings))
     print(f"toolchain: {len(names)} recipes installed into {settings.prefix} "
           f"(gcc variant: {settings.gcc_variant}, target {settings.target}{skipped})")
     if build.push_is_gated(settings):
