@@ -96,9 +96,9 @@ from . import container, doctor
 from .progress import history, live_step, record, remember, step_line
 from .errors import BuildError, CommandError, ConfigError, ContainerError, HermitBuildError
 from .recipe import Recipe, RecipeSet, Step
-from .fsutil import file_lock
+from .fsutil import ensure_writable_dir, file_lock
 from .settings import Settings
-from .yamlutil import write_atomic
+from .fsutil import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -215,20 +215,6 @@ def is_installed(name: str, recipes: RecipeSet, settings: Settings) -> bool:
 
 # --------------------------------------------------------------------------- helpers
 
-
-
-def _ensure_dir(path: Path, setting: str) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc.strerror}",
-                          f"create it and make it writable for you (e.g. `sudo mkdir -p {path} && "
-                          f"sudo chown $(id -u):$(id -g) {path}`) or choose another {setting}",
-                          field=setting) from None
-    if not os.access(path, os.W_OK):
-        raise ConfigError(f"{path} is not writable",
-                          f"`sudo chown $(id -u):$(id -g) {path}` or choose another {setting}",
-                          field=setting)
 
 
 def _rmtree(path: Path) -> None:
@@ -508,8 +494,8 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         logger.info("%s: installed and up to date (key %s)", name, key[:12])
         return
     root = install_root(recipe, settings)
-    _ensure_dir(settings.prefix, "prefix")
-    _ensure_dir(root, "tools_prefix" if recipe.install_root == "tools" else "prefix")
+    ensure_writable_dir(settings.prefix, "prefix", ConfigError)
+    ensure_writable_dir(root, "tools_prefix" if recipe.install_root == "tools" else "prefix", ConfigError)
     with file_lock(_steps_dir(name, settings) / ".lock"):
         if _stamp_current(name, key, settings, recipe):  # a concurrent run did it
             return

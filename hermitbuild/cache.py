@@ -98,6 +98,7 @@ from . import __version__
 from .errors import ArtifactError, CacheError, ConfigError, HermitBuildError
 from .recipe import Recipe, RecipeSet
 from .settings import Settings
+from .settings import parse_size as settings_parse_size
 
 logger = logging.getLogger(__name__)
 
@@ -149,23 +150,13 @@ def check_key(key: str) -> str:
     return key
 
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$", re.IGNORECASE)
-
-
 def parse_size(text: str | int, field: str = "cache_max_size") -> int:
-    """Parse a size such as ``20G``, ``512M``, ``1.5GiB`` or ``1000`` (bytes; powers of 1024)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text < 0:
-            raise ConfigError(f"size {text} is negative", "write e.g. 20G", field=field)
-        return text
-    m = _SIZE_RE.match(str(text))
-    if not m:
-        raise ConfigError(f"{field}={text!r} is not a size",
-                          f"write e.g. `{field}: 20G` (K, M, G, T suffixes; plain number = bytes)",
-                          field=field)
-    number, unit = float(m.group(1)), m.group(2).lower()
-    factor = 1024 ** ("kmgtp".index(unit) + 1) if unit else 1
-    return int(number * factor)
+    """A size (see :func:`hermitbuild.settings.parse_size`); a ConfigError naming ``field`` if not."""
+    try:
+        return settings_parse_size(text)
+    except ValueError as exc:
+        raise ConfigError(f"{field}: {exc}", f"write e.g. `{field}: 20G` (K, M, G, T suffixes; plain "
+                          "number = bytes)", field=field) from None
 
 
 def format_size(n: int) -> str:

@@ -61,7 +61,7 @@ def toolchain_recipes(settings: Settings, recipes: RecipeSet) -> tuple[str, ...]
 
     A skipped recipe must exist, and no recipe that stays may depend on it (that one
     would build it anyway); either mistake is a :class:`ConfigError` naming the fix."""
-    where = {"file": settings.file, "field": "skip"}
+    where = settings.where("skip")
     unknown = [name for name in settings.skip if name not in recipes.recipes]
     if unknown:
         raise ConfigError(f"skip names no recipe called {', '.join(map(repr, unknown))}",

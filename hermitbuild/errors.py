@@ -58,24 +58,37 @@ def _where(file: Path | str | None, line: int | None = None, field: str | None =
     return ", ".join(parts)
 
 
-class ConfigError(HermitBuildError):
+class LocatedError(HermitBuildError):
+    """An input file (or variable) is wrong at a known place: file, line, field.
+
+    Subclasses set ``label`` (the *what* when a place is known) and ``unplaced`` (when not)."""
+
+    label = "invalid input"
+    unplaced = ""
+
+    def __init__(self, why: str, fix: str, *, file: Path | str | None = None,
+                 line: int | None = None, field: str | None = None) -> None:
+        where = _where(file, line, field)
+        super().__init__(f"{self.label} ({where})" if where else (self.unplaced or self.label),
+                         why, fix, file=file, line=line, field=field)
+
+
+class ConfigError(LocatedError):
     """The settings file or an environment override is wrong."""
 
-    def __init__(self, why: str, fix: str, *, file: Path | str | None = None,
-                 line: int | None = None, field: str | None = None) -> None:
-        where = _where(file, line, field)
-        super().__init__(f"invalid settings ({where})" if where else "invalid settings",
-                         why, fix, file=file, line=line, field=field)
+    label = "invalid settings"
 
 
-class RecipeError(HermitBuildError):
+class RecipeError(LocatedError):
     """A recipe file is malformed or inconsistent."""
 
-    def __init__(self, why: str, fix: str, *, file: Path | str | None = None,
-                 line: int | None = None, field: str | None = None) -> None:
-        where = _where(file, line, field)
-        super().__init__(f"invalid recipe ({where})" if where else "invalid recipe",
-                         why, fix, file=file, line=line, field=field)
+    label = "invalid recipe"
+
+
+class InputError(LocatedError):
+    """A file hermitbuild reads cannot be read or decoded."""
+
+    label = "cannot read input"
 
 
 class FetchError(HermitBuildError):
@@ -181,14 +194,11 @@ class ArtifactError(CacheError):
     """An artifact is corrupt, truncated or does not match its key."""
 
 
-class SyscallError(HermitBuildError):
+class SyscallError(LocatedError):
     """The syscall table or a generation request is wrong."""
 
-    def __init__(self, why: str, fix: str, *, file: Path | str | None = None,
-                 line: int | None = None, field: str | None = None) -> None:
-        where = _where(file, line, field)
-        super().__init__(f"invalid syscall table ({where})" if where else "syscall generation failed",
-                         why, fix, file=file, line=line, field=field)
+    label = "invalid syscall table"
+    unplaced = "syscall generation failed"
 
 
 class RunError(HermitBuildError):

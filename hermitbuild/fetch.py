@@ -80,7 +80,7 @@ from .recipe import Recipe, Source
 from .fsutil import file_lock
 from .settings import Settings
 from .unpack import place_tree, safe_extract
-from .yamlutil import write_atomic
+from .fsutil import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests

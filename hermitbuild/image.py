@@ -42,7 +42,7 @@ from .errors import CommandError, RunError
 from .qemu import kvm_usable
 from .runner import run, tail_of
 from .settings import Settings
-from .yamlutil import write_atomic
+from .fsutil import write_atomic
 
 logger = logging.getLogger(__name__)
 

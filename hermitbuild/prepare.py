@@ -59,7 +59,7 @@ from .patch import apply_series
 from .recipe import Recipe, load_recipe
 from .fsutil import file_lock
 from .settings import Settings
-from .yamlutil import write_atomic
+from .fsutil import write_atomic
 
 logger = logging.getLogger(__name__)
 

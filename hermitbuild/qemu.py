@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence, TextIO
 
+from .fsutil import read_text
 from .errors import CommandError, HermitBuildError, RunError
 from .runner import run
 from .settings import Settings
@@ -373,7 +374,7 @@ def may_push(settings: Settings, result: SmokeResult | None) -> bool:
 
 def expected_lines(path: Path) -> list[str]:
     """The non-empty lines of an expected-output file."""
-    return [line.rstrip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.rstrip() for line in read_text(path, RunError).splitlines() if line.strip()]
 
 
 def missing_lines(output: str, expected: Sequence[str]) -> list[str]:
@@ -396,7 +397,7 @@ def required_syscalls(example: Path) -> list[str]:
     path = example / REQUIRES_FILE
     if not path.exists():
         return []
-    return [w for line in path.read_text(encoding="utf-8").splitlines()
+    return [w for line in read_text(path, RunError).splitlines()
             for w in [line.split("#", 1)[0].strip()] if w]
 
 

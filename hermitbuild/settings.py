@@ -141,6 +141,16 @@ class Settings:
     def parallel_jobs(self) -> int:
         return self.jobs if self.jobs > 0 else (os.cpu_count() or 1)
 
+    def where(self, name: str) -> dict[str, Any]:
+        """Where setting ``name`` came from, as ConfigError keywords (file and line, or the variable)."""
+        origin = self.origins.get(name, "")
+        if origin.startswith(ENV_PREFIX):
+            return {"field": origin}
+        file, _, line = origin.rpartition(":")
+        if file and line.isdigit():
+            return {"file": file, "line": int(line), "field": name}
+        return {"file": self.file, "field": name}
+
     @property
     def variant_values(self) -> dict[str, Any]:
         """The settings recipes may select variants by."""
@@ -148,6 +158,35 @@ class Settings:
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+
+# HERMITBUILD_* variables that are not settings (HERMITBUILD_TEST_* belong to the test suite)
+EXTRA_VARIABLES = frozenset({ENV_PREFIX + "SETTINGS", ENV_PREFIX + "VERBOSE", ENV_PREFIX + "CACHE_TOKEN"})
+
+
+def _did_you_mean(word: str, known: Any, tail: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]}?{tail}"
+    return "valid names: " + ", ".join(sorted(known)) + tail
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]?)(?:i?[bB])?\s*$")
+
+
+def parse_size(text: str | int) -> int:
+    """``20G``, ``512M``, ``1.5GiB`` or ``1000`` (bytes; powers of 1024); ValueError otherwise."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"size {text} is negative")
+        return text
+    m = _SIZE_RE.match(str(text))
+    if not m:
+        raise ValueError(f"{text!r} is not a size")
+    number, unit = float(m.group(1)), m.group(2).lower()
+    return int(number * (1024 ** ("kmgtp".index(unit) + 1) if unit else 1))
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
@@ -213,8 +252,12 @@ def _from_env(name: str, text: str) -> Any:
     return text
 
 
-def _check_type(name: str, value: Any, file: Path | None, line: int | None) -> Any:
+def _check_type(name: str, value: Any, file: Path | None, line: int | None,
+                field: str | None = None) -> Any:
     def bad(expected: str, example: str) -> ConfigError:
+        if field:  # an environment variable
+            return ConfigError(f"{field}={value!r}: must be {expected}",
+                               f"set e.g. {field}={example.strip('[]')}", field=field)
         return ConfigError(f"'{name}' must be {expected}, got {value!r}",
                            f"write e.g. `{name}: {example}`", file=file, line=line, field=name)
 
@@ -277,8 +320,7 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         for key, value in data.items():
             line = data.line_of(key) if isinstance(data, LineDict) else None
             if key not in FILE_FIELDS:
-                raise ConfigError(f"unknown setting '{key}'",
-                                  "valid settings: " + ", ".join(sorted(FILE_FIELDS)),
+                raise ConfigError(f"unknown setting '{key}'", _did_you_mean(str(key), FILE_FIELDS, ""),
                                   file=path, line=line, field=str(key))
             raw[key] = _check_type(key, value, path, line)
             lines[key] = line or 0
@@ -287,11 +329,18 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         raise ConfigError(f"settings file {path} does not exist",
                           f"create it or unset {ENV_PREFIX}SETTINGS", file=path)
 
+    token_env = raw.get("remote_cache_token_env", environ.get(ENV_PREFIX + "REMOTE_CACHE_TOKEN_ENV",
+                                                                 "HERMITBUILD_CACHE_TOKEN"))
+    known_vars = {ENV_PREFIX + f.upper() for f in FILE_FIELDS} | EXTRA_VARIABLES | {token_env}
+    for var in sorted(environ):
+        if var.startswith(ENV_PREFIX) and var not in known_vars and not var.startswith(ENV_PREFIX + "TEST_"):
+            raise ConfigError(f"unknown environment variable {var}",
+                              _did_you_mean(var, known_vars - {token_env}, " (or unset it)"), field=var)
     for name in sorted(FILE_FIELDS):
         var = ENV_PREFIX + name.upper()
         if var in environ:
             value = _from_env(name, environ[var])
-            raw[name] = _check_type(name, value, None, None)
+            raw[name] = _check_type(name, value, None, None, field=var)
             origins[name] = var
 
     def where(name: str) -> dict[str, Any]:
@@ -345,6 +394,14 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         raise ConfigError("remote_cache_mode is on but remote_cache (the base URL) is empty",
                           "set remote_cache to e.g. https://cache.example.org/hermit or the mode to off",
                           **where("remote_cache"))
+    if kwargs.get("jobs", 0) < 0:
+        raise ConfigError(f"jobs must be 0 (all CPUs) or more, got {kwargs['jobs']}",
+                          "write e.g. `jobs: 4`", **where("jobs"))
+    try:
+        parse_size(kwargs.get("cache_max_size", "20G"))
+    except ValueError as exc:
+        raise ConfigError(str(exc), "write e.g. `cache_max_size: 20G` (K, M, G, T suffixes; a plain "
+                          "number is bytes)", **where("cache_max_size")) from None
     token_env = kwargs.get("remote_cache_token_env", "HERMITBUILD_CACHE_TOKEN")
     kwargs["remote_cache_token"] = environ.get(token_env, "") if token_env else ""
     return Settings(root=root, file=path if path.exists() else None, origins=origins, **kwargs)

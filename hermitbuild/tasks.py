@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from . import cli
+from .errors import ConfigError
+from .fsutil import ensure_writable_dir
 from .recipe import RecipeSet
 from .settings import Settings
 
@@ -25,7 +27,8 @@ Task = dict[str, Any]
 
 
 def doit_config(settings: Settings) -> dict[str, Any]:
-    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    """``DOIT_CONFIG``; a build directory that cannot be created or written is a ConfigError."""
+    ensure_writable_dir(settings.build_dir, "build_dir", ConfigError)
     return {
         "dep_file": str(settings.dep_file),
         "backend": "sqlite3",

@@ -17,6 +17,10 @@ Contract:
   whole archive passed is it moved into place (``dest`` created, or the top
   level entries merged into an existing ``dest``).  A refused or failed archive
   leaves nothing behind.
+- Every archive is read to its end and verified before the tree is placed: after the
+  last member only zero padding may follow, a compressed stream must end with a valid
+  trailer (gzip CRC and length, bzip2 and xz checks), and every zip member's CRC is
+  checked as it is read.  A corrupt or truncated archive is an UnpackError naming it.
 - No ownership is restored (files belong to the caller, even as root);
   setuid/setgid/sticky bits and group/other write bits are cleared; member
   modification times are kept.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import lzma
 import os
 import posixpath
 import shutil
@@ -35,6 +40,7 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from .errors import UnpackError
@@ -179,12 +185,38 @@ def _extract_tar(archive: Path, tmp: Path, strip: int) -> int:
                                   "delete the file and fetch it again", archive=str(archive),
                                   member=member.name) from None
             count += 1
+        _check_tar_end(archive, tar, count)
         # directory attributes last, deepest first (like TarFile.extractall)
         for d in sorted(dirs, key=lambda t: t.name, reverse=True):
             path = os.path.join(tmp, d.name)
             os.chmod(path, d.mode)
             os.utime(path, (d.mtime, d.mtime))
     return count
+
+
+def _check_tar_end(archive: Path, tar: tarfile.TarFile, count: int) -> None:
+    """Read the archive to its very end: only zero blocks may follow the last member, and the
+    compressed stream must end cleanly (gzip's CRC and length, bzip2's and xz's checks are
+    verified only there).  tarfile takes a corrupt header after the first member for the end
+    of the archive, and never reads a compressed stream's trailer: both would pass silently."""
+    fileobj = tar.fileobj
+    try:
+        fileobj.seek(tar.offset)
+        while True:
+            chunk = fileobj.read(1 << 20)
+            if not chunk:
+                break
+            if chunk.strip(b"\0"):
+                raise UnpackError(f"cannot read archive {archive}: it is corrupt",
+                                  f"data follows the point where the archive's members end (after "
+                                  f"{count} member(s)): a member header is damaged",
+                                  "delete the file and fetch it again (or fix the mirror or override "
+                                  "that provided it)", archive=str(archive))
+    except (OSError, EOFError, tarfile.TarError, zlib.error, lzma.LZMAError) as exc:
+        raise UnpackError(f"cannot read archive {archive}: it is corrupt or truncated",
+                          f"the compressed data does not end cleanly: {exc}",
+                          "delete the file and fetch it again (or fix the mirror or override that "
+                          "provided it)", archive=str(archive)) from None
 
 
 def _extract_zip(archive: Path, tmp: Path, strip: int) -> int:

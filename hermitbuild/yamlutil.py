@@ -6,17 +6,17 @@ with ``.line`` = 1-based line of the mapping and ``.key_lines`` = key -> line)
 and every sequence a :class:`LineList` (with ``.line`` and ``.item_lines``).
 Malformed YAML raises the caller-chosen error class (a subclass of
 ``HermitBuildError`` taking ``why, fix, file=, line=``) with the parser's line.
-:func:`write_atomic` writes a text file via a temp file + rename.
+The file is read with :func:`hermitbuild.fsutil.read_text` (a byte that is not UTF-8 names its line).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
+from .fsutil import read_text
 
 
 class LineDict(dict):
@@ -84,34 +84,4 @@ def loads_yaml(text: str, path: Path | str, error: Callable[..., Exception]) -> 
 
 def load_yaml(path: Path | str, error: Callable[..., Exception]) -> Any:
     """Parse the YAML file at ``path``; see the module docstring."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise error(f"cannot read file: {exc.strerror}", "check the path exists and is readable",
-                    file=str(path)) from None
-    return loads_yaml(text, path, error)
-
-
-def write_atomic(path: Path | str, data: str | bytes, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same dir + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        elif path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    return loads_yaml(read_text(path, error), path, error)

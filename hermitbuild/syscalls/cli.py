@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import HermitBuildError, SyscallError
+from ..fsutil import read_text
 from ..settings import Settings
 from . import emit
 from .automake import host_automake
@@ -127,7 +128,7 @@ def _known_newlib(newlib: Path | None) -> list[str]:
     if newlib is None:
         return list(NEWLIB_SOURCES)
     am = newlib_root(newlib) / emit.NEWLIB_MAKEFILE_AM
-    return list(makefile_sources(am.read_text(encoding="utf-8"), am))
+    return list(makefile_sources(read_text(am, SyscallError), am))
 
 
 def _lenient(table_path: Path) -> Table:
@@ -169,10 +170,7 @@ def _report(written: list[Path], kernel: Path | None, newlib: Path | None, apply
 def _entry_from_args(args: argparse.Namespace) -> Entry:
     body = args.body
     if args.body_file is not None:
-        try:
-            body = args.body_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise _refused(f"cannot read {args.body_file}: {exc.strerror}", "check the path") from None
+        body = read_text(args.body_file, SyscallError, fix="check the --body-file path; the body must be UTF-8 C")
     known = catalog_entry(args.name, stub=args.stub, body=body, number=args.number)
     if args.signature:
         try:
@@ -211,10 +209,9 @@ def _entry_from_args(args: argparse.Namespace) -> Entry:
 
 
 def _read_table_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return "syscalls: []\n"
+    return read_text(path, SyscallError)
 
 
 def _add(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
@@ -244,7 +241,7 @@ def _remove(args: argparse.Namespace, settings: Settings, table_path: Path, kern
     current = _lenient(table_path)
     if current.get(args.name) is None:
         raise _refused(f"{args.name!r} is not in the table {table_path}", "see `doit syscall list`")
-    text = remove_entry_text(table_path.read_text(encoding="utf-8"), args.name, table_path)
+    text = remove_entry_text(read_text(table_path, SyscallError), args.name, table_path)
     table = loads_table(text, table_path, known_kernel=_known_kernel(kernel),
                         known_newlib=_known_newlib(newlib))
     if table.get(args.name) is not None or len(table) != len(current) - 1:

@@ -29,7 +29,7 @@ from typing import Callable
 
 from ..errors import SyscallError
 from ..runner import output
-from ..yamlutil import write_atomic
+from ..fsutil import write_atomic
 from . import emit
 from .catalog import PINNED_HERMIT, PINNED_NEWLIB
 from .model import Table

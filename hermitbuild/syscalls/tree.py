@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SyscallError
-from ..yamlutil import write_atomic
+from ..fsutil import read_text, write_atomic
 from . import emit
 from .model import Entry, Table
 
@@ -92,10 +92,9 @@ def newlib_root(tree: Path) -> Path:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise tree_error("file is missing", "prepare the tree again (`doit toolchain`)", path) from None
+    if not path.exists():
+        raise tree_error("file is missing", "prepare the tree again (`doit toolchain`)", path)
+    return read_text(path, SyscallError, fix="prepare the tree again (`doit toolchain`)")
 
 
 def find_region(lines: list[str], begin: str, end: str, path: Path) -> tuple[int, int] | None:
@@ -506,7 +505,7 @@ def generated_in_kernel(tree: Path) -> set[str]:
     gen = kernel_root(tree) / emit.KERNEL_FILE
     if not gen.exists():
         return set()
-    return set(re.findall(r"^[A-Za-z_][\w \t*]*?[\s*]sys_(\w+)\(", gen.read_text(encoding="utf-8"), re.M))
+    return set(re.findall(r"^[A-Za-z_][\w \t*]*?[\s*]sys_(\w+)\(", read_text(gen, SyscallError), re.M))
 
 
 def generated_in_newlib(tree: Path) -> set[str]:
