@@ -31,6 +31,7 @@ Contract:
 from __future__ import annotations
 
 import copy
+import gzip
 import logging
 import lzma
 import os
@@ -122,7 +123,22 @@ def _sanitise_mode(mode: int, is_dir: bool) -> int:
     return mode
 
 
+_CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+
+
 def _extract_tar(archive: Path, tmp: Path, strip: int) -> int:
+    """Extract a tar archive; damaged data anywhere (a header, a member, the compressed
+    stream) is an UnpackError, whichever layer notices it."""
+    try:
+        return _extract_tar_members(archive, tmp, strip)
+    except _CORRUPT as exc:
+        raise UnpackError(f"cannot read archive {archive}: it is corrupt or truncated",
+                          f"{type(exc).__name__}: {exc}",
+                          "delete the file and fetch it again (or fix the mirror or override that "
+                          "provided it)", archive=str(archive)) from None
+
+
+def _extract_tar_members(archive: Path, tmp: Path, strip: int) -> int:
     count = 0
     has_filter = hasattr(tarfile, "data_filter")
     dirs: list[tarfile.TarInfo] = []
@@ -300,7 +316,13 @@ def safe_extract(archive: Path, dest: Path, strip_components: int = 1) -> None:
     if not archive.is_file():
         raise UnpackError(f"cannot unpack {archive}", "the file does not exist",
                           "fetch the source first", archive=str(archive))
-    if tarfile.is_tarfile(archive):
+    try:
+        is_tar = tarfile.is_tarfile(archive)
+    except _CORRUPT as exc:  # the compressed stream breaks before the first header
+        raise UnpackError(f"cannot read archive {archive}: it is corrupt or truncated",
+                          f"{type(exc).__name__}: {exc}", "delete the file and fetch it again (or fix "
+                          "the mirror or override that provided it)", archive=str(archive)) from None
+    if is_tar:
         extractor = _extract_tar
     elif zipfile.is_zipfile(archive):
         extractor = _extract_zip

@@ -113,11 +113,14 @@ def cli_main(argv: Sequence[str], settings: Settings, *, trees: Trees | None = N
 # ---------------------------------------------------------------------------- commands
 
 
+class RefusedError(SyscallError):
+    """An error about the command line (not about a file)."""
+
+    unplaced = "doit syscall: refused"
+
+
 def _refused(why: str, fix: str) -> SyscallError:
-    """An error about the command line (not about a file): "doit syscall: refused"."""
-    err = SyscallError(why, fix)
-    err.what = "doit syscall: refused"
-    return err
+    return RefusedError(why, fix)
 
 
 def _known_kernel(kernel: Path | None) -> dict[str, str]:
