@@ -234,7 +234,12 @@ def _from_env(name: str, text: str) -> Any:
             raise ConfigError(f"{var}={text!r} is not a whole number",
                               f"set {var} to a number such as 4", field=var) from None
     if name == "runtime_options":
-        return shlex.split(text)
+        try:
+            return shlex.split(text)
+        except ValueError as exc:  # an unclosed quote
+            raise ConfigError(f"{var}={text!r} cannot be split like a shell line: {exc}",
+                              f"close the quote, e.g. {var}='--runtime runc --ulimit nofile=4096:4096'",
+                              field=var) from None
     if name in _LIST_FIELDS:
         return [item for item in text.replace(",", " ").split() if item]
     if name in _MAP_FIELDS:

@@ -23,8 +23,9 @@ from typing import Callable, Sequence
 from ..errors import HermitBuildError, SyscallError
 from ..fsutil import read_text
 from ..settings import Settings
-from . import emit
+from . import emit, libcnames
 from .automake import host_automake
+from .ccheck import syntax_errors
 from .catalog import CATALOG, KERNEL_SYSCALLS, NEWLIB_SOURCES, catalog_entry
 from .export import export_patches
 from .model import Entry, Table, TypeProblem, check_name, load_table, loads_table, parse_signature
@@ -230,9 +231,20 @@ def _add(args: argparse.Namespace, settings: Settings, table_path: Path, kernel:
     if args.name in known:
         raise _refused(f"the kernel already has sys_{args.name} ({known[args.name]})",
                        f"choose another name, or change sys_{args.name} with a patch under patches/")
+    # the pinned newlib's functions are bundled; an overridden newlib is scanned (about a second)
+    libc = libcnames.defined(newlib if "newlib" in settings.overrides else None)
+    if args.name in libc and args.name not in CATALOG:
+        raise _refused(f"newlib already defines {args.name}() (newlib/{libc[args.name]}): it is a C "
+                       "library function, not a system call",
+                       "choose another name; to change newlib's own function, carry a patch under "
+                       "patches/newlib/ (see the README's Patches section)")
     entry = _entry_from_args(args)
     text = add_entry_text(_read_table_text(table_path), entry, table_path)
-    table = loads_table(text, table_path, known_kernel=known, known_newlib=_known_newlib(newlib))
+    try:
+        table = loads_table(text, table_path, known_kernel=known, known_newlib=_known_newlib(newlib))
+        _refuse_syntax_errors([table.get(args.name)], table_path)
+    except SyscallError as err:  # about the new entry, which exists only on the command line
+        raise _refused(f"{args.name}: {err.why}", f"{err.fix}; nothing was written") from None
     written = _commit(table_path, text, table, kernel, newlib, automake, not args.no_apply)
     print(f"added {args.name}: {emit.newlib_proto(table.get(args.name))}")
     _report(written, kernel, newlib, not args.no_apply)
@@ -294,6 +306,7 @@ def _list(args: argparse.Namespace, settings: Settings, table_path: Path, kernel
 def _check(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,
            newlib: Path | None, automake: Automake) -> int:
     table = _load(table_path, kernel, newlib)
+    _refuse_syntax_errors(list(table.entries), table_path)
     reasons = drift(kernel, newlib, table)
     if reasons:
         print(f"the prepared trees drift from {table_path}:")
@@ -306,6 +319,17 @@ def _check(args: argparse.Namespace, settings: Settings, table_path: Path, kerne
           + ("; trees in sync" if len(missing) < 2 else "")
           + (f"; not prepared: {', '.join(missing)}" if missing else ""))
     return 0
+
+
+def _refuse_syntax_errors(entries: list[Entry], table_path: Path) -> None:
+    """A real compile (host cc -fsyntax-only) of the generated kernel code, before anything is written."""
+    problems = syntax_errors(e for e in entries if e is not None)
+    if problems:
+        name, message = problems[0]
+        entry = next(e for e in entries if e is not None and e.name == name)
+        raise SyscallError(f"the kernel code generated for {name!r} does not compile: {message}",
+                           "fix its body (`--body` / `kernel.body`)",
+                           file=table_path, line=entry.line or None, field="kernel.body")
 
 
 def _export(args: argparse.Namespace, settings: Settings, table_path: Path, kernel: Path | None,

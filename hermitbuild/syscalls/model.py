@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..errors import SyscallError
+from .cbody import balance_problem
 from ..yamlutil import LineDict, LineList, load_yaml, loads_yaml
 
 #: Bump when the emitted code changes, so digests (and prepared trees) change too.
@@ -554,6 +555,11 @@ def _entry_from(item: Any, path: Path, line: int | None, index: int) -> Entry:
                        "write e.g. `body: |` and the statements indented below", path, kline("body"),
                        "kernel.body")
         body = kernel["body"]
+        problem = balance_problem(body)
+        if problem:
+            raise _err(f"the kernel body of {name!r} cannot compile: {problem}",
+                       "fix the C statements of `kernel.body` (balanced (), [] and {} outside strings "
+                       "and comments; no `}` of the function itself)", path, kline("body"), "kernel.body")
     if "includes" in kernel:
         inc = kernel["includes"]
         if not isinstance(inc, list) or not all(isinstance(h, str) and HEADER_RE.match(h) for h in inc):
