@@ -95,7 +95,7 @@ from typing import Any, Callable, Mapping, Sequence
 from . import container, doctor
 from .progress import history, live_step, record, remember, step_line
 from .errors import BuildError, CommandError, ConfigError, ContainerError, HermitBuildError
-from .recipe import Recipe, RecipeSet, Step
+from .recipe import Recipe, RecipeSet, Step, expand
 from .fsutil import ensure_writable_dir, file_lock
 from .settings import Settings
 from .fsutil import write_atomic
@@ -473,6 +473,58 @@ def _remove_stale(recipe: Recipe, recipes: RecipeSet, settings: Settings, new_fi
     return removed
 
 
+def _drop_files(recipe: Recipe, staged: Path, ctx: Mapping[str, str]) -> list[str]:
+    """Remove the recipe's ``drop_files`` from its stage (they belong to another recipe)."""
+    dropped: list[str] = []
+    for raw in recipe.drop_files:
+        pattern = expand(raw, ctx)
+        matches = sorted(staged.glob(pattern))
+        if not matches:
+            logger.warning("%s: drop_files entry %r matches nothing in the install (is it still needed?)",
+                           recipe.name, pattern)
+        for path in matches:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            dropped.append(str(path.relative_to(staged)))
+    if dropped:
+        logger.info("%s: left out of its artifact (drop_files): %s", recipe.name, ", ".join(dropped))
+    return dropped
+
+
+def _refuse_shared_files(recipe: Recipe, recipes: RecipeSet, settings: Settings, artifact: Path) -> None:
+    """Refuse to install an artifact that has a file another installed recipe installed too
+    (like dpkg's "trying to overwrite ..., which is also in package ..."): otherwise the
+    prefix would depend on the order the recipes were (re)installed in."""
+    from . import cache
+
+    try:
+        entries = cache.read_manifest(artifact).get("files") or []
+    except HermitBuildError:
+        return  # a bad artifact is discarded by the restore; nothing to compare
+    mine = {e["path"] for e in entries if isinstance(e, dict) and e.get("type") != "dir"}
+    root = str(install_root(recipe, settings))
+    for other in recipes.order:
+        if other == recipe.name:
+            continue
+        stamp = _read_json(_install_stamp(other, settings))
+        if not stamp or stamp.get("root") != root or not isinstance(stamp.get("files"), list):
+            continue
+        shared = sorted(p for p in mine.intersection(stamp["files"])
+                        if not (Path(root) / p).is_dir() or (Path(root) / p).is_symlink())
+        if shared:
+            listing = ", ".join(shared[:8]) + (f" and {len(shared) - 8} more" if len(shared) > 8 else "")
+            raise HermitBuildError(
+                f"cannot install '{recipe.name}': {len(shared)} file(s) in it are also installed by "
+                f"'{other}'",
+                f"both install {listing} into {root}; whichever installed last would win, so the prefix "
+                "would depend on the order of (re)installs",
+                f"decide which recipe owns them and add `drop_files: [{shared[0]}]` (patterns allowed) "
+                f"to the other one's recipe file ({recipe.file} or {recipes[other].file})",
+                recipe=recipe.name, other=other, shared=shared)
+
+
 def _check_deps(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> None:
     for dep in recipe.depends:
         if not is_installed(dep, recipes, settings):
@@ -503,7 +555,10 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         local, remote = cache.open_caches(settings)
         start = time.monotonic()
         previous = _read_json(_install_stamp(name, settings))
-        files = cache.install_from_cache(key, root, local, remote)
+        cached = cache.fetch_artifact(key, local, remote)
+        if cached is not None:
+            _refuse_shared_files(recipe, recipes, settings, cached)
+        files = cache.install_from_cache(key, root, local, remote) if cached is not None else None
         if files is not None:
             _write_install_stamp(recipe, settings, key, files, "cache")
             _remove_stale(recipe, recipes, settings, files, previous)
@@ -523,10 +578,12 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
                 step_log(name, recipe.steps[-1].name, settings),
                 f"nothing was installed under {staged}\n(install steps must install with "
                 "DESTDIR={stage} into {install})", 0)
+        _drop_files(recipe, staged, placeholders(recipe, settings, Path(src)))
         settings.build_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".artifact-{name}-", dir=settings.build_dir))
         try:
             artifact = cache.pack_artifact(staged, key, inputs, tmp / f"{key}.tar.gz")
+            _refuse_shared_files(recipe, recipes, settings, artifact)
             stored = cache.publish(key, artifact, local, remote, push=push)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

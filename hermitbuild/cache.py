@@ -184,6 +184,8 @@ def recipe_definition(recipe: Recipe) -> dict[str, Any]:
         "steps": [{"name": s.name, "kind": s.kind, "args": list(s.args), "cwd": s.cwd,
                    "env": [[k, v] for k, v in s.env]} for s in recipe.steps],
         "variant": recipe.variant,
+        # only when set, so that recipes without it keep their keys (and their cached artifacts)
+        **({"drop_files": list(recipe.drop_files)} if recipe.drop_files else {}),
     }
 
 

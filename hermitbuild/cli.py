@@ -347,11 +347,32 @@ COMMANDS: dict[str, Callable[[Settings, list[str]], int]] = {
 }
 
 
+TASK_NAMES = {"run": "boot"}  # the doit task of each command, where the names differ
+
+
+def with_eaten_arguments(task: str, args: Sequence[str], argv: Sequence[str]) -> list[str]:
+    """The task's arguments as typed, also those doit took for variables.
+
+    doit takes every argument that holds ``=`` and does not start with ``-`` as a doit
+    variable (``doit x=1``), wherever it stands: ``--body 'return x == 1;'`` would lose its
+    value.  ``argv`` (the process' command line) still has them: the arguments after the
+    task's name are used when, without the ``=`` ones, they are exactly what doit passed."""
+    args = list(args)
+    for i in range(len(argv) - 1, -1, -1):
+        if argv[i] != task:
+            continue
+        tail = list(argv[i + 1:])
+        if tail != args and [a for a in tail if a.startswith("-") or "=" not in a] == args:
+            return tail
+        break
+    return args
+
+
 def action_args(kind: str, settings: Settings, args: list[str] | None = None):
     """A doit python-action taking the command line's positional arguments (``pos_arg``)."""
     from doit.exceptions import TaskFailed
 
-    argv = list(args or [])
+    argv = with_eaten_arguments(TASK_NAMES.get(kind, kind), args or [], sys.argv)
     try:
         status = COMMANDS[kind](settings, argv)
     except HermitBuildError as err:

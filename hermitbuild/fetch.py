@@ -38,6 +38,11 @@ Tarball sources (requests):
   URL fails, :class:`~hermitbuild.errors.FetchError` lists each URL with its
   status.  A verified file gets a ``<file>.verified`` note (sha256, size, mtime)
   so :func:`is_fetched` need not re-hash.
+- Slow servers: every receive is written at once (a drop keeps what arrived); a transfer
+  that moves less than ``download_min_rate`` bytes/s over a ``download_stall`` window (or
+  is silent that long) is cut and retried as a failure (a trickle is not progress); a
+  file not done within ``download_deadline`` stops with a FetchError naming the setting.
+  A redirect loop is not retried.
 - A progress bar is drawn on stderr when it is a terminal; otherwise plain log
   lines.
 
@@ -70,6 +75,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager
 from urllib.parse import unquote, urlsplit
@@ -77,10 +83,9 @@ from urllib.parse import unquote, urlsplit
 from . import __version__
 from .errors import ChecksumError, FetchError, OfflineError
 from .recipe import Recipe, Source
-from .fsutil import file_lock
-from .settings import Settings
+from .fsutil import file_lock, write_atomic
+from .settings import Settings, parse_duration, parse_size
 from .unpack import place_tree, safe_extract
-from .fsutil import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -325,7 +330,69 @@ def _content_range_start(value: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _download(url: str, part: Path, session: "requests.Session", label: str) -> None:
+@dataclass(frozen=True)
+class _Limits:
+    """How slow a download may be: ``min_rate`` bytes/s over every ``stall`` seconds, and done by
+    ``deadline`` (a time.monotonic() value)."""
+
+    stall: float
+    min_rate: int
+    deadline: float
+    deadline_text: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> "_Limits":
+        seconds = parse_duration(settings.download_deadline) or 0.0
+        return cls(stall=parse_duration(settings.download_stall) or 60.0,
+                   min_rate=parse_size(settings.download_min_rate),
+                   deadline=time.monotonic() + seconds if seconds else float("inf"),
+                   deadline_text=settings.download_deadline)
+
+    def check_deadline(self, url: str, have: int) -> None:
+        if time.monotonic() > self.deadline:
+            raise FetchError(f"download of {url} took longer than download_deadline ({self.deadline_text})",
+                             f"{have} bytes arrived; the server is too slow or hangs",
+                             "try again later, add a faster mirror (`mirrors`), or raise download_deadline "
+                             "(hermitbuild.yaml or HERMITBUILD_DOWNLOAD_DEADLINE); what arrived is kept "
+                             "and resumed", url=url)
+
+
+class _Stalled(_Transient):
+    """The transfer moved less than the minimum rate: counted as a failure, not as progress."""
+
+
+def _stream_body(resp: Any, fh: Any, limits: _Limits, url: str, done: int,
+                 progress: "_Progress") -> int:
+    """Copy the response body to ``fh`` as it arrives (each receive is written at once, so a drop
+    keeps every byte); return the bytes gained.  Raises _Stalled below the minimum rate."""
+    import requests
+    import urllib3
+
+    gained = 0
+    window_start, window_bytes = time.monotonic(), 0
+    while True:
+        try:
+            data = resp.raw.read1(CHUNK)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError,
+                TimeoutError) as exc:
+            raise _Transient(f"connection dropped after {done + gained} bytes ({type(exc).__name__})") \
+                from None
+        if not data:
+            return gained
+        fh.write(data)
+        gained += len(data)
+        window_bytes += len(data)
+        progress.update(len(data))
+        now = time.monotonic()
+        if now - window_start >= limits.stall:
+            if window_bytes < limits.min_rate * limits.stall:
+                raise _Stalled(f"stalled: {window_bytes} bytes in {now - window_start:.0f}s, below "
+                               f"download_min_rate ({limits.min_rate} bytes/s over download_stall)")
+            window_start, window_bytes = now, 0
+        limits.check_deadline(url, done + gained)
+
+
+def _download(url: str, part: Path, session: "requests.Session", label: str, limits: _Limits) -> None:
     """Stream ``url`` into ``part`` (resuming what is there); raises _Miss on failure."""
     import requests
 
@@ -336,10 +403,14 @@ def _download(url: str, part: Path, session: "requests.Session", label: str) -> 
         have = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
         gained = 0
+        limits.check_deadline(url, have)
         try:
             try:
                 resp = session.get(url, stream=True, headers=headers,
-                                   timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=True)
+                                   timeout=(CONNECT_TIMEOUT, min(READ_TIMEOUT, limits.stall)),
+                                   allow_redirects=True)
+            except requests.TooManyRedirects as exc:  # a redirect loop does not heal by retrying
+                raise _Miss(f"redirect loop ({exc})") from None
             except requests.RequestException as exc:
                 kind = _Unresolved if any(m in str(exc) for m in _DNS_FAILURES) else _Transient
                 raise kind(f"{type(exc).__name__}: {exc}") from None
@@ -380,22 +451,20 @@ def _download(url: str, part: Path, session: "requests.Session", label: str) -> 
                 length = resp.headers.get("Content-Length")
                 total = done + int(length) if length and length.isdigit() else None
                 progress = _Progress(label, total, done)
+                before = part.stat().st_size if mode == "ab" and part.exists() else 0
                 try:
                     with open(part, mode) as fh:
-                        for chunk in resp.iter_content(CHUNK):
-                            fh.write(chunk)
-                            gained += len(chunk)
-                            progress.update(len(chunk))
-                except requests.RequestException as exc:
+                        gained = _stream_body(resp, fh, limits, url, done, progress)
+                except _Transient:
                     progress.close(ok=False)
-                    raise _Transient(f"connection dropped after {done + gained} bytes "
-                                     f"({type(exc).__name__})") from None
+                    gained = max(0, (part.stat().st_size if part.exists() else 0) - before)
+                    raise
                 progress.close()
                 if total is not None and done + gained < total:
                     raise _Transient(f"connection closed after {done + gained} of {total} bytes")
                 return
         except _Transient as exc:
-            if gained:
+            if gained and not isinstance(exc, _Stalled):
                 resumes += 1
                 failures = 0
                 if resumes > MAX_RESUMES:
@@ -444,6 +513,7 @@ def _ensure_tarball(source: Source, settings: Settings) -> Path:
             path.unlink()
             _verified_note(path).unlink(missing_ok=True)
         part = path.with_name(path.name + ".part")
+        limits = _Limits.of(settings)
         tries: list[str] = []
         mismatch: ChecksumError | None = None
         session = None
@@ -461,7 +531,7 @@ def _ensure_tarball(source: Source, settings: Settings) -> Path:
                         else:
                             if session is None:
                                 session = _session()
-                            _download(cand, part, session, path.name)
+                            _download(cand, part, session, path.name, limits)
                     except _Miss as exc:
                         tries.append(f"{cand}: {exc}")
                         break

@@ -27,6 +27,8 @@ The schema (every key; unknown keys are errors)::
     ignores_syscalls: false     # true: the syscall table cannot change what this recipe
                                 # builds, so its dependencies' keys enter its key as if the
                                 # table were empty (adding a system call does not rebuild it)
+    drop_files: [{target}/include/pthread.h]  # paths (under the install root; * and ? match)
+                                # left out of this recipe's artifact: another recipe owns them
     tree_from: gcc-stage1       # reuse that recipe's prepared tree (no sources/patches)
     patch_dir: gcc/12.2.0       # default: the recipe name
     patch_strip: 1
@@ -84,7 +86,7 @@ _PATCH_RE = re.compile(r"^(\d{4})-[A-Za-z0-9._+-]+\.patch$")
 RECIPE_KEYS = {"name", "version", "description", "image", "depends", "install_root",
                "build_in_source", "incremental", "syscalls", "ignores_syscalls", "tree_from", "patch_dir",
                "patch_strip", "source_date_epoch", "env", "sources", "steps", "variants",
-               "variant_setting"}
+               "variant_setting", "drop_files"}
 VARIANT_KEYS = {"version", "description", "sources", "patch_dir", "steps", "env", "depends",
                 "source_date_epoch"}
 SOURCE_KEYS = {"git", "tarball", "commit", "submodules", "sha256", "filename",
@@ -178,6 +180,7 @@ class Recipe:
     patches: tuple[PatchSpec, ...] = ()
     steps: tuple[Step, ...] = ()
     variant: str | None = None
+    drop_files: tuple[str, ...] = ()  # install-root-relative patterns left out of the artifact
 
     @property
     def tree_owner(self) -> str:
@@ -565,6 +568,15 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
     if not steps:
         raise c.error("a recipe needs at least one step", "add `steps:` (configure, make, install)",
                       data, field="steps")
+    drop_files = merged.get("drop_files", []) or []
+    if not isinstance(drop_files, list) or not all(
+            isinstance(f, str) and f and not f.startswith("/") and ".." not in f.split("/")
+            for f in drop_files):
+        raise c.error("'drop_files' must be a list of paths relative to the install root",
+                      "write e.g. `drop_files: [\"{target}/include/pthread.h\"]`", node_for("drop_files"),
+                      "drop_files", field="drop_files")
+    for pattern in drop_files:
+        _check_placeholders(c, pattern, node_for("drop_files"), "drop_files", "drop_files")
     image = _str(c, merged, "image", "", default="toolchain")
     if not _NAME_RE.match(image):
         raise c.error(f"image name {image!r} is not valid", "write `image: toolchain`", data, "image",
@@ -578,6 +590,7 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
         syscalls=syscalls, ignores_syscalls=ignores_syscalls, tree_from=tree_from, patch_dir=patch_dir,
         source_date_epoch=_int(c, merged, "source_date_epoch", "", None),
         env=_env(c, merged, ""), sources=sources, patches=patches, steps=steps, variant=variant,
+        drop_files=tuple(drop_files),
     )
 
 

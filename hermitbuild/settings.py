@@ -82,6 +82,9 @@ class Settings:
     cache_max_size: str = "20G"
     smoke_gate: bool = True
     kvm: str = "auto"  # auto | on | off: KVM for booting unikernels (doit boot / smoke)
+    download_stall: str = "60s"  # a transfer below download_min_rate over this long is cut and retried
+    download_min_rate: str = "1K"  # bytes per second (K, M suffixes)
+    download_deadline: str = "2h"  # one file, all attempts and URLs; 0 = no limit
     file: Path | None = None  # the settings file that was read
     # where each setting that is not a default came from: "<file>:<line>" or "HERMITBUILD_<NAME>"
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -205,6 +208,7 @@ _BOOL_FIELDS = {"offline", "smoke_gate"}
 _INT_FIELDS = {"jobs"}
 _LIST_FIELDS = {"mirrors", "runtime_options", "hermit_languages", "skip"}
 _STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "remote_cache", "kvm", "step_timeout",
+               "download_stall", "download_min_rate", "download_deadline",
                "remote_cache_mode", "remote_cache_token_env", "cache_max_size"}
 _MAP_FIELDS = {"overrides"}
 FILE_FIELDS = _PATH_FIELDS | _BOOL_FIELDS | _INT_FIELDS | _LIST_FIELDS | _STR_FIELDS | _MAP_FIELDS
@@ -399,6 +403,18 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         raise ConfigError("remote_cache_mode is on but remote_cache (the base URL) is empty",
                           "set remote_cache to e.g. https://cache.example.org/hermit or the mode to off",
                           **where("remote_cache"))
+    for name, default in (("download_stall", "60s"), ("download_deadline", "2h")):
+        if parse_duration(kwargs.get(name, default)) is None:
+            raise ConfigError(f"{name} must be a duration, got {kwargs[name]!r}",
+                              f"write e.g. `{name}: {default}` (s, m, h suffixes)", **where(name))
+    if parse_duration(kwargs.get("download_stall", "60s")) == 0:
+        raise ConfigError("download_stall must be more than 0", "write e.g. `download_stall: 60s`",
+                          **where("download_stall"))
+    try:
+        parse_size(kwargs.get("download_min_rate", "1K"))
+    except ValueError as exc:
+        raise ConfigError(f"download_min_rate: {exc}", "write e.g. `download_min_rate: 1K` (bytes per "
+                          "second)", **where("download_min_rate")) from None
     if kwargs.get("jobs", 0) < 0:
         raise ConfigError(f"jobs must be 0 (all CPUs) or more, got {kwargs['jobs']}",
                           "write e.g. `jobs: 4`", **where("jobs"))

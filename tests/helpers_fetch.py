@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterable
@@ -57,7 +58,9 @@ class FileServer:
     """http.server on 127.0.0.1 serving in-memory files, with Range support and scripted failures.
 
     ``actions[path]`` is a list consumed one per request: "ok", "drop" (send half the body
-    then close), "503", "404", "norange" (ignore Range, answer 200), "norange-drop".
+    then close), "drop-early" (send 1000 bytes then close), "503", "404", "norange" (ignore
+    Range, answer 200), "norange-drop", "trickle" (headers, then one byte every
+    ``trickle_interval`` seconds, at most ``trickle_bytes``), "loop" (a redirect to itself).
     Every request is logged as (path, Range header or None, status).
     """
 
@@ -66,6 +69,8 @@ class FileServer:
         self.actions: dict[str, list[str]] = {}
         self.log: list[tuple[str, str | None, int]] = []
         self.bytes_sent = 0
+        self.trickle_interval = 0.5
+        self.trickle_bytes = 40
         self.lock = threading.Lock()
         owner = self
 
@@ -120,6 +125,13 @@ class FileServer:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
+        if action == "loop":
+            self._record(path, rng, 302)
+            h.send_response(302)
+            h.send_header("Location", path)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         if action == "503":
             self._record(path, rng, 503)
             h.send_response(503)
@@ -148,6 +160,25 @@ class FileServer:
         h.send_header("Accept-Ranges", "bytes")
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
+        if action == "trickle":
+            try:
+                for i in range(min(self.trickle_bytes, len(body))):
+                    h.wfile.write(body[i:i + 1])
+                    h.wfile.flush()
+                    time.sleep(self.trickle_interval)
+            except OSError:
+                pass
+            h.close_connection = True
+            return
+        if action == "drop-early":
+            h.wfile.write(body[:1000])
+            h.wfile.flush()
+            h.close_connection = True
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         if action.endswith("drop"):
             with self.lock:
                 self.bytes_sent += len(body) // 2

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hermitbuild import build, cache, cli, container, runner
-from hermitbuild.errors import PreflightError, BuildError, ContainerError
+from hermitbuild.errors import BuildError, ContainerError, HermitBuildError, PreflightError
 from hermitbuild.recipe import RecipeSet, load_recipes
 from hermitbuild.settings import Settings
 
@@ -547,3 +547,32 @@ def test_syscall_change_keeps_newlib_incremental_although_the_kernel_below_chang
     after = build.recipe_key("nlib", rs, s)[0], build.definition_key("nlib", rs, s)
     assert after[0] != before[0] and build.recipe_key("kern", rs, s)[0] != before[0]
     assert after[1] == before[1]
+
+
+@pytest.mark.podman
+def test_two_recipes_installing_the_same_file_is_refused_until_one_drops_it(world):
+    """Like dpkg's "trying to overwrite ..., which is also in package ...": the second recipe
+    to install share/shared.txt is refused (naming both and the fix), nothing of it is
+    installed; with drop_files in one of them, the prefix no longer depends on the order."""
+    s, rs = _setup(world, "dup", extra=["dupa", "dupb"])
+    build.build_recipe("dupa", rs, s)
+    with pytest.raises(HermitBuildError) as exc:
+        build.build_recipe("dupb", rs, s)
+    err = exc.value
+    assert (err.recipe, err.other, err.shared) == ("dupb", "dupa", ["share/shared.txt"])
+    assert "drop_files: [share/shared.txt]" in err.fix and "Traceback" not in str(err)
+    assert (s.prefix / "share" / "shared.txt").read_text() == "from-a\n"
+    assert not (s.prefix / "share" / "b.txt").exists(), "a refused install left files behind"
+
+    root = world.make_root("dup-drop", ["dupa", "dupb"],
+                           values={"dupb": {"# @DROP@": "drop_files: [share/shared.txt]"}})
+    s2 = podman_settings(root, world.base / "dup-drop-ws")
+    rs2 = load_recipes(s2.recipes_dir, s2.patches_dir)
+    build.build_recipe("dupb", rs2, s2)  # the other order this time: dupb first, then dupa
+    build.build_recipe("dupa", rs2, s2)
+    assert (s2.prefix / "share" / "shared.txt").read_text() == "from-a\n"
+    assert (s2.prefix / "share" / "b.txt").read_text() == "b\n"
+    # reinstalling dupb alone (a changed key would do the same) does not take the file back
+    (s2.stamps_dir / "install" / "dupb.json").unlink()
+    build.build_recipe("dupb", rs2, s2)
+    assert (s2.prefix / "share" / "shared.txt").read_text() == "from-a\n"

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,53 @@ def test_unresolvable_host_is_tried_twice_not_five_times(tmp_path: Path) -> None
     assert f"{url}: gave up after {fetch.DNS_RETRIES + 1} attempts: ConnectionError" in text
     assert "hermitbuild-test.invalid" in text and "resolve" in text.lower()
     no_leftovers(make_settings(tmp_path), "pkg.tar.gz")
+
+
+def test_a_trickling_server_is_cut_and_reported(tmp_path: Path, server: FileServer,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """One byte every half second (the hostile trial's one byte every 50 s, scaled): below
+    download_min_rate over download_stall, so the transfer is cut, retried, then reported."""
+    monkeypatch.setattr(fetch, "RETRIES", 1)
+    server.files["/up/slow.tar.xz"] = PAYLOAD
+    server.actions["/up/slow.tar.xz"] = ["trickle"] * 5
+    settings = make_settings(tmp_path, download_stall="1s", download_min_rate="1K")
+    start = time.monotonic()
+    with pytest.raises(FetchError) as exc:
+        fetch.fetch_source(tarball(server.url("/up/slow.tar.xz")), settings)
+    assert time.monotonic() - start < 30
+    text = str(exc.value)
+    assert "stalled" in text and "download_min_rate" in text
+    assert len(server.requests_for("/up/slow.tar.xz")) == 2  # RETRIES + 1: a trickle is not progress
+
+
+def test_the_download_deadline_stops_a_slow_file(tmp_path: Path, server: FileServer) -> None:
+    server.files["/up/slow.tar.xz"] = PAYLOAD
+    server.actions["/up/slow.tar.xz"] = ["trickle"] * 5
+    server.trickle_interval = 0.2
+    server.trickle_bytes = 1000
+    settings = make_settings(tmp_path, download_stall="30s", download_min_rate="1", download_deadline="2s")
+    start = time.monotonic()
+    with pytest.raises(FetchError) as exc:
+        fetch.fetch_source(tarball(server.url("/up/slow.tar.xz")), settings)
+    assert time.monotonic() - start < 10
+    assert "download_deadline (2s)" in str(exc.value)
+    assert (settings.downloads / "slow.tar.xz.part").stat().st_size > 0  # kept for a resume
+
+
+def test_a_redirect_loop_is_not_retried(tmp_path: Path, server: FileServer) -> None:
+    server.files["/up/loop.tar.xz"] = PAYLOAD
+    server.actions["/up/loop.tar.xz"] = ["loop"] * 200
+    start = time.monotonic()
+    with pytest.raises(FetchError) as exc:
+        fetch.fetch_source(tarball(server.url("/up/loop.tar.xz")), make_settings(tmp_path))
+    assert "redirect loop" in str(exc.value)
+    assert len(server.requests_for("/up/loop.tar.xz")) <= 31 and time.monotonic() - start < 10
+
+
+def test_a_drop_before_the_first_64k_keeps_what_arrived(tmp_path: Path, server: FileServer) -> None:
+    server.files["/up/big.tar.xz"] = PAYLOAD
+    server.actions["/up/big.tar.xz"] = ["drop-early"]
+    path = fetch.fetch_source(tarball(server.url("/up/big.tar.xz")), make_settings(tmp_path))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SHA
+    log = server.requests_for("/up/big.tar.xz")
+    assert [status for _p, _r, status in log] == [200, 206] and log[1][1] == "bytes=1000-"
