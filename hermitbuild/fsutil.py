@@ -2,7 +2,7 @@
 
 Contract: :func:`file_lock` is an exclusive, cross-process ``flock`` on a lock
 file (created with its parent directories), released when the block ends, also
-on exceptions.  :func:`read_text` reads a UTF-8 file or raises a located error
+on exceptions; a lock another process holds is waited for with a warning saying so.  :func:`read_text` reads a UTF-8 file or raises a located error
 naming the file (and the line of a byte that is not UTF-8).  :func:`ensure_writable_dir`
 creates a directory and proves it writable, or raises a located error naming the setting.  :func:`write_atomic` writes a
 file through a temp file + rename.
@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 __all__ = ["file_lock", "write_atomic", "read_text", "ensure_writable_dir"]
@@ -63,7 +66,12 @@ def file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # say why nothing happens, then wait
+            logger.warning("waiting for %s: another hermitbuild run holds it (it goes on when that "
+                           "one is done)", path)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

@@ -485,13 +485,14 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
     data = load_yaml(path, RecipeError)
     _check_keys(c, data, RECIPE_KEYS, "the recipe", "")
     name = _str(c, data, "name", "", required=True)
+    if not _NAME_RE.match(name):  # first: renaming the file to an invalid name would not help
+        valid = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._") or "my-recipe"
+        raise c.error(f"recipe name {name!r} must be lower-case letters, digits, '.', '_', '-'",
+                      f"write `name: {valid}` and name the file {valid}.yaml", data, "name", field="name")
     if name != path.stem:
         raise c.error(f"recipe name '{name}' does not match its file name '{path.name}'",
                       f"rename the file to {name}.yaml or set `name: {path.stem}`", data, "name",
                       field="name")
-    if not _NAME_RE.match(name):
-        raise c.error(f"recipe name {name!r} must be lower-case letters, digits, '.', '_', '-'",
-                      "rename the recipe", data, "name", field="name")
 
     variant = None
     merged = LineDict(data)  # keeps line numbers, so errors about merged fields name a line

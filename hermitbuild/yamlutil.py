@@ -74,6 +74,9 @@ def loads_yaml(text: str, path: Path | str, error: Callable[..., Exception]) -> 
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "quoted scalar" in (exc.context or ""):
+            mark = exc.context_mark  # an unclosed quote: where it opened, not where the file ended
+            exc.problem = f"a quoted string is never closed ({exc.problem})"
         line = mark.line + 1 if mark else None
         raise error(f"malformed YAML: {exc.problem or exc}",
                     "fix the YAML syntax at that line (indentation, quotes, colons)",

@@ -185,3 +185,52 @@ def test_typos_in_variables_and_settings_are_refused_with_a_suggestion(repo, tmp
     _clean_failure(_doit(repo, tmp_path, "list"), f"{settings}:{line}", "cache_max_size", "not a size")
     settings.write_text(text.replace("prefix: /opt/hermit", "prefx: /opt/hermit"))
     _clean_failure(_doit(repo, tmp_path, "list"), "unknown setting 'prefx'", "did you mean prefix?")
+
+
+# ---- the smaller ones
+
+def test_an_unclosed_quote_names_the_line_it_opens_on(tmp_path):
+    from hermitbuild.errors import RecipeError
+    from hermitbuild.yamlutil import load_yaml
+
+    path = tmp_path / "x.yaml"
+    path.write_text('version: "1"\nname: "abc\n' + "".join(f"k{i}: v\n" for i in range(12)))
+    with pytest.raises(RecipeError) as exc:
+        load_yaml(path, RecipeError)
+    assert exc.value.line == 2 and "never closed" in exc.value.why
+
+
+def test_an_invalid_recipe_name_suggests_a_valid_one(tmp_path):
+    from hermitbuild.errors import RecipeError
+    from hermitbuild.recipe import load_recipe
+
+    path = tmp_path / "Automake.yaml"
+    path.write_text("name: Automake\n")
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path, tmp_path)
+    assert "`name: automake`" in exc.value.fix and "automake.yaml" in exc.value.fix
+
+
+def test_a_held_lock_is_waited_for_with_a_message(tmp_path, caplog):
+    import threading
+    import time
+
+    from hermitbuild.fsutil import file_lock
+
+    lock = tmp_path / "x.lock"
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with file_lock(lock):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(10)
+    threading.Timer(0.3, release.set).start()
+    start = time.monotonic()
+    with caplog.at_level("WARNING", logger="hermitbuild.fsutil"), file_lock(lock):
+        waited = time.monotonic() - start
+    t.join()
+    assert waited >= 0.2 and "another hermitbuild run holds it" in caplog.text
