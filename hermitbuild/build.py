@@ -82,23 +82,20 @@ Contract:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import container, doctor
+from . import cache, container, doctor, fetch, plan
 from .progress import history, live_step, record, remember, step_line
 from .errors import BuildError, CommandError, ConfigError, ContainerError, HermitBuildError
 from .recipe import Recipe, RecipeSet, Step, expand
-from .fsutil import ensure_writable_dir, file_lock
+from .fsutil import ensure_writable_dir, file_lock, is_inside, is_safe_relpath, read_json, rmtree, write_json
 from .settings import Settings
-from .fsutil import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +108,6 @@ DEFAULT_PATH = "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def _tree_id_fn(recipes: RecipeSet, settings: Settings, blank_owner: str | None = None,
                 empty_table: bool = False) -> Callable[[Recipe], str]:
-    from . import plan
-
     memo: dict[str, str] = {}
 
     def tree_id(rec: Recipe) -> str:
@@ -127,8 +122,6 @@ def _tree_id_fn(recipes: RecipeSet, settings: Settings, blank_owner: str | None 
 
 def _key(rec: Recipe, recipes: RecipeSet, settings: Settings, blank_owner: str | None = None,
          empty_table: bool = False) -> tuple[str, dict]:
-    from . import cache
-
     return cache.compute_key(rec, recipes, settings,
                              tree_id=_tree_id_fn(recipes, settings, blank_owner, empty_table),
                              image_id=_image_id_fn(settings),
@@ -183,16 +176,8 @@ def _install_stamp(name: str, settings: Settings) -> Path:
     return settings.stamps_dir / "install" / f"{name}.json"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+_read_json = read_json
+_write_json = write_json
 
 
 # --------------------------------------------------------------------------- installed?
@@ -217,11 +202,7 @@ def is_installed(name: str, recipes: RecipeSet, settings: Settings) -> bool:
 
 
 
-def _rmtree(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
+_rmtree = rmtree
 
 
 def source_date_epoch(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> int:
@@ -229,9 +210,7 @@ def source_date_epoch(recipe: Recipe, recipes: RecipeSet, settings: Settings) ->
     owner = recipes[recipe.tree_owner]
     for src in owner.sources:
         if src.kind == "git" and owner.name not in settings.overrides:
-            from . import fetch
-
-            date = fetch.commit_date(src, settings)
+            date = fetch.recorded_commit_date(src, settings)  # recorded by the fetch; no network here
             if date is not None:
                 return int(date)
             break
@@ -275,7 +254,7 @@ def mounts_for(recipe: Recipe, settings: Settings, src: Path) -> list[tuple[Path
     mounts.append((work_dir(recipe.name, settings), True))
     mounts.append((settings.prefix, False))
     tools = settings.tools
-    if tools != settings.prefix and not str(tools).startswith(str(settings.prefix).rstrip("/") + "/"):
+    if not is_inside(tools, settings.prefix):
         mounts.append((tools, False))
     return mounts
 
@@ -453,8 +432,7 @@ def _remove_stale(recipe: Recipe, recipes: RecipeSet, settings: Settings, new_fi
             keep.update(stamp["files"])
     removed: list[str] = []
     for rel in sorted((f for f in old if isinstance(f, str) and f not in keep), reverse=True):
-        parts = Path(rel).parts
-        if not parts or Path(rel).is_absolute() or ".." in parts:
+        if not is_safe_relpath(rel):
             continue
         path = root / rel
         try:
@@ -497,8 +475,6 @@ def _refuse_shared_files(recipe: Recipe, recipes: RecipeSet, settings: Settings,
     """Refuse to install an artifact that has a file another installed recipe installed too
     (like dpkg's "trying to overwrite ..., which is also in package ..."): otherwise the
     prefix would depend on the order the recipes were (re)installed in."""
-    from . import cache
-
     try:
         entries = cache.read_manifest(artifact).get("files") or []
     except HermitBuildError:
@@ -538,8 +514,6 @@ def _check_deps(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> None:
 
 def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: bool = True) -> None:
     """Build (or restore from the cache) and install one recipe; see the module docstring."""
-    from . import cache, plan
-
     recipe = recipes[name]
     key, inputs = recipe_key(name, recipes, settings)
     if _stamp_current(name, key, settings, recipe):
@@ -594,35 +568,11 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         record(name, "built", time.monotonic() - start, settings, f"{len(files)} files")
 
 
-def push_is_gated(settings: Settings) -> bool:
-    """True when artifacts reach the remote only after the smoke test (``smoke_gate``)."""
-    return settings.smoke_gate and settings.remote_cache_mode == "readwrite"
-
-
-def record_smoke_and_push(names: Sequence[str], settings: Settings, smoke: Mapping[str, Any]) -> list[str]:
-    """Record ``smoke`` (a smoke test's result) in the installed artifacts of ``names``; push them
-    to the remote when it passed.  Returns the recipes pushed.  Never raises for remote trouble."""
-    from . import cache
-
-    local, remote = cache.open_caches(settings)
-    pushed: list[str] = []
-    settings.build_dir.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        stamp = _read_json(_install_stamp(name, settings))
-        key = stamp.get("key") if stamp else None
-        artifact = local.get(key) if key else None
-        if artifact is None:
-            logger.warning("%s: no artifact in the local cache to record the smoke result in", name)
-            continue
-        tmp = Path(tempfile.mkdtemp(prefix=f".annotate-{name}-", dir=settings.build_dir))
-        try:
-            annotated = cache.annotate_artifact(artifact, {"smoke": dict(smoke)}, tmp / f"{key}.tar.gz")
-            local.put(key, annotated, move=True, replace=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if smoke.get("passed") and remote is not None and remote.put(key, local.path(key)):
-            pushed.append(name)
-    return pushed
+def installed_key(name: str, settings: Settings) -> str | None:
+    """The key of the artifact installed for ``name`` (its install stamp), or None."""
+    stamp = _read_json(_install_stamp(name, settings))
+    key = stamp.get("key") if stamp else None
+    return key if isinstance(key, str) else None
 
 
 def build_all(names: Sequence[str], recipes: RecipeSet, settings: Settings, *,
@@ -634,23 +584,3 @@ def build_all(names: Sequence[str], recipes: RecipeSet, settings: Settings, *,
     for n in recipes.order:
         if n in wanted:
             build_recipe(n, recipes, settings, push=push)
-
-
-def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - thin CLI
-    """``python -m hermitbuild.build RECIPE...``: build recipes (and their deps) without doit."""
-    from .cli import load_context, setup_logging
-    from .settings import load_settings
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    setup_logging()
-    try:
-        settings, recipes = load_context(load_settings())
-        build_all(args or list(recipes.order), recipes, settings)
-    except HermitBuildError as err:
-        print(err, file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -90,15 +90,18 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, IO, Any, Callable, Iterator, Mapping, Sequence
 
-import requests
 
 from . import __version__
 from .errors import ArtifactError, CacheError, ConfigError, HermitBuildError
 from .recipe import Recipe, RecipeSet
+from .fsutil import is_inside, sha256_file  # noqa: F401 (sha256_file: part of this API)
 from .settings import Settings
 from .settings import parse_size as settings_parse_size
+
+if TYPE_CHECKING:  # pragma: no cover
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -119,20 +122,6 @@ _TMP_SUFFIX = ".tmp"
 def canonical_json(data: Any) -> str:
     """The one JSON rendering that keys are computed from."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def sha256_file(path: Path | str) -> tuple[str, int]:
-    """(sha256 hex, size) of a file, read in chunks."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while True:
-            chunk = fh.read(_CHUNK)
-            if not chunk:
-                break
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
 
 
 def checksum_key(key: str) -> str:
@@ -681,16 +670,12 @@ def _sweep_stale(directory: Path, prefix: str, age: float = 6 * 3600) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def _check_conflicts(files: Sequence[dict], dest_root: Path) -> None:
     real_root = os.path.realpath(dest_root)
     for item in files:
         dest = os.path.join(dest_root, item["path"])
         parent_real = os.path.realpath(os.path.dirname(dest))
-        if not _inside(parent_real, real_root):
+        if not is_inside(parent_real, real_root):
             raise CacheError(f"cannot restore {item['path']} into {dest_root}",
                              f"its directory resolves to {parent_real}, outside the install root "
                              "(a symlink in the install root points elsewhere)",
@@ -1021,6 +1006,12 @@ class LocalCache:
 
 # =========================================================================== remote cache
 
+def _requests() -> Any:
+    import requests
+
+    return requests
+
+
 class _Unreachable(Exception):
     pass
 
@@ -1044,6 +1035,8 @@ class RemoteCache:
         self.timeout = timeout
         self.retries = max(0, int(retries))
         self.backoff = backoff
+        import requests  # only a remote needs it (an import costs 0.3 s on every doit run)
+
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"hermitbuild/{__version__}"
         if token:
@@ -1081,7 +1074,7 @@ class RemoteCache:
         return f"{self.base_url}/{checksum_key(key)}"
 
     def _request(self, method: str, url: str, body: Callable[[], Any] | None = None,
-                 **kwargs: Any) -> requests.Response:
+                 **kwargs: Any) -> "requests.Response":
         """One request with retries on network errors and 5xx; raises _Unreachable at the end."""
         last = ""
         for attempt in range(self.retries + 1):
@@ -1094,9 +1087,9 @@ class RemoteCache:
                 finally:
                     if hasattr(data, "close"):
                         data.close()
-            except requests.RequestException as exc:
+            except _requests().RequestException as exc:
                 last = f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, requests.ReadTimeout):
+                if isinstance(exc, _requests().ReadTimeout):
                     break  # a server that does not answer in time will not answer faster now
                 continue
             if resp.status_code >= 500:
@@ -1188,7 +1181,7 @@ class RemoteCache:
                             h.update(chunk)
                             out.write(chunk)
                     break
-                except (requests.RequestException, ConnectionError) as exc:
+                except (_requests().RequestException, ConnectionError) as exc:
                     if attempt == self.retries:
                         raise _Unreachable(f"download interrupted: {exc}") from None
             if h.hexdigest() != expected:
@@ -1248,7 +1241,7 @@ class RemoteCache:
         logger.info("pushed %s (%s) to the remote cache", key[:12], format_size(size))
         return True
 
-    def _refused(self, what: str, key: str, resp: requests.Response) -> None:
+    def _refused(self, what: str, key: str, resp: "requests.Response") -> None:
         hint = " (check the token)" if resp.status_code in (401, 403) else ""
         logger.warning("remote cache %s refused %s %s: HTTP %d%s", self.base_url, what, key[:12],
                        resp.status_code, hint)

@@ -1,15 +1,17 @@
-"""Entry-point glue for doit: settings/recipes loaded once, logging set up once,
-actions that turn errors into clean task failures.
+"""Entry-point glue for doit: settings/recipes loaded once, logging set up once, and the
+doit actions, which only wire the stage modules together.
 
 Contract:
 - :func:`context` loads the settings (from the environment) and the recipe set
   once per process and memoises them; :func:`setup_logging` installs the only
   log handler (stderr) of the program.
 - :func:`action` / :func:`action_args` are the module-level (picklable) doit
-  actions; they dispatch by name to the stage modules and return
+  actions: ``tasks.py`` passes them the module-level function to run (``do_*`` and
+  ``cmd_*`` below, never a name looked up in a table) and its arguments; they return
   ``doit.exceptions.TaskFailed`` carrying the rendered
   :class:`~hermitbuild.errors.HermitBuildError` (what, why, fix) instead of a
-  traceback.  ``action_args`` receives doit's ``pos_arg`` list.
+  traceback.  ``action_args`` receives doit's ``pos_arg`` list, with the arguments doit
+  took for variables given back (:func:`with_eaten_arguments`).
 - ``uptodate_*`` functions are cheap checks (file reads; at most one container
   runtime query for image existence): no network, no git.
 """
@@ -21,10 +23,9 @@ import os
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import progress
+from . import build, cache, container, doctor, fetch, gate, image, plan, prepare, progress, qemu, syscalls
 from .errors import ConfigError, HermitBuildError
 from .recipe import RecipeSet, load_recipes
 from .settings import Settings, load_settings
@@ -87,8 +88,6 @@ def context() -> tuple[Settings, RecipeSet]:
     """Settings and recipes of this process (read once)."""
     global _CONTEXT
     if _CONTEXT is None:
-        from . import prepare
-
         setup_logging(verbose=os.environ.get("HERMITBUILD_VERBOSE", "") not in ("", "0"))
         _CONTEXT = load_context(load_settings())
         prepare.hash_overrides_once_per_run()  # this process is one doit run
@@ -110,40 +109,30 @@ def _recipes(settings: Settings) -> RecipeSet:
 
 # --------------------------------------------------------------------------- actions
 
-def _do_base_image(settings: Settings) -> None:
-    from . import container
-
+def do_base_image(settings: Settings) -> None:
     container.make_base_image(settings)
 
 
-def _do_container_image(settings: Settings, image: str) -> None:
-    from . import container
-
-    container.build_image(image, settings)
+def do_container_image(settings: Settings, image_name: str) -> None:
+    container.build_image(image_name, settings)
 
 
-def _do_download(settings: Settings, name: str) -> None:
-    from . import fetch
-
+def do_download(settings: Settings, name: str) -> None:
     if name in settings.overrides:  # a local source override needs no download
         return
     fetch.fetch_recipe(_recipes(settings)[name], settings)
 
 
-def _do_prepare(settings: Settings, name: str) -> None:
-    from . import plan
-
+def do_prepare(settings: Settings, name: str) -> None:
     recipes = _recipes(settings)
     plan.ensure_prepared(recipes[name], recipes, settings)
 
 
-def _do_build(settings: Settings, name: str) -> None:
-    from . import build
-
+def do_build(settings: Settings, name: str) -> None:
     start = time.monotonic()
     try:
         # with the smoke gate on, artifacts reach the remote only after `doit toolchain`'s smoke test
-        build.build_recipe(name, _recipes(settings), settings, push=not build.push_is_gated(settings))
+        build.build_recipe(name, _recipes(settings), settings, push=not gate.is_gated(settings))
     except (HermitBuildError, KeyboardInterrupt) as err:
         what = err.what if isinstance(err, HermitBuildError) else "interrupted"
         progress.record(name, "failed", time.monotonic() - start, settings, what)
@@ -152,8 +141,6 @@ def _do_build(settings: Settings, name: str) -> None:
 
 
 def _summary(settings: Settings) -> str:
-    from . import build
-
     recipes = _recipes(settings)
 
     def installed(name: str) -> bool:
@@ -165,65 +152,39 @@ def _summary(settings: Settings) -> str:
     return progress.summary(toolchain_recipes(settings, recipes), settings.skip, settings, installed)
 
 
-def _do_summary(settings: Settings) -> None:
-    from . import build
-
+def do_summary(settings: Settings) -> None:
+    """The end of `doit toolchain`: the table of the run, then the smoke gate when it applies."""
     names = toolchain_recipes(settings, _recipes(settings))
     skipped = f"; skipped: {', '.join(settings.skip)}" if settings.skip else ""
     print(_summary(settings))
     print(f"toolchain: {len(names)} recipes installed into {settings.prefix} "
           f"(gcc variant: {settings.gcc_variant}, target {settings.target}{skipped})")
-    if build.push_is_gated(settings):
-        _gate(settings, list(names))
-
-
-def _gate(settings: Settings, names: list[str]) -> None:
-    """The smoke gate: boot the examples; record the result in the artifacts; push only on success."""
-    from . import build, qemu
-
-    result = qemu.smoke_main(settings, available_syscalls=_available_syscalls(settings),
-                             exec_prefix=_exec_prefix(settings))
-    pushed = build.record_smoke_and_push(names, settings, result.to_manifest())
-    if not result.passed:
-        raise HermitBuildError("smoke test failed: the toolchain was not pushed to the remote cache",
-                               result.summary(),
-                               "fix the toolchain (see the logs under build/logs), or set smoke_gate: false "
-                               "to push without booting")
-    print(f"smoke test passed; pushed {len(pushed)} artifact(s) to {settings.remote_cache}")
+    if gate.is_gated(settings):
+        pushed = gate.enforce(list(names), settings, _smoke(settings))
+        print(f"smoke test passed; pushed {len(pushed)} artifact(s) to {settings.remote_cache}")
 
 
 def _available_syscalls(settings: Settings) -> list[str]:
-    from . import plan, syscalls
-
     path = plan.table_path(settings)
     return list(syscalls.load_table(path).names()) if path.exists() else []
 
 
-def _do_smoke(settings: Settings) -> None:
-    from . import qemu
+def _smoke(settings: Settings) -> qemu.SmokeResult:
+    return qemu.smoke_main(settings, available_syscalls=_available_syscalls(settings),
+                           exec_prefix=_exec_prefix(settings))
 
-    result = qemu.smoke_main(settings, available_syscalls=_available_syscalls(settings),
-                             exec_prefix=_exec_prefix(settings))
+
+def do_smoke(settings: Settings) -> None:
+    result = _smoke(settings)
     if not result.passed:
         raise HermitBuildError("smoke test failed", result.summary(),
                                "read the logs under build/logs/smoke, fix the toolchain, re-run `doit smoke`")
 
 
-ACTIONS: dict[str, Callable[..., Any]] = {
-    "base_image": _do_base_image,
-    "container_image": _do_container_image,
-    "download": _do_download,
-    "prepare": _do_prepare,
-    "build": _do_build,
-    "summary": _do_summary,
-    "smoke": _do_smoke,
-}
-
-
-def action(kind: str, settings: Settings, *args: Any):
-    """A doit python-action: run stage ``kind``; failures become clean TaskFailed messages."""
+def action(fn: Callable[..., Any], settings: Settings, *args: Any):
+    """A doit python-action: run ``fn(settings, *args)``; failures become clean TaskFailed messages."""
     try:
-        ACTIONS[kind](settings, *args)
+        fn(settings, *args)
     except HermitBuildError as err:
         return fail(err)
     except KeyboardInterrupt:
@@ -233,121 +194,35 @@ def action(kind: str, settings: Settings, *args: Any):
     return None
 
 
-def _cmd_syscall(settings: Settings, args: list[str]) -> int:
-    from . import plan, syscalls
+# --------------------------------------------------------------------------- commands with arguments
 
+def cmd_syscall(settings: Settings, args: list[str]) -> int:
     # automake 1.11 runs inside the build container, like every other build tool
     return syscalls.cli_main(args, settings, automake=plan.automake_in_container(settings))
 
 
-def _cmd_doctor(settings: Settings, args: list[str]) -> int:
-    from . import doctor
-
+def cmd_doctor(settings: Settings, args: list[str]) -> int:
     return doctor.main(args, settings, sorted({r.image for r in _recipes(settings)}))
 
 
-def _cmd_cache(settings: Settings, args: list[str]) -> int:
-    from . import cache
-
+def cmd_cache(settings: Settings, args: list[str]) -> int:
     return cache.cache_cli(args, settings)
 
 
-TOOLCHAIN_IMAGE = "toolchain"
-_SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run",
-                          "sbin", "sys", "usr", "tmp", "var"})
+def _exec_prefix(settings: Settings, args: Sequence[str] = (), *,
+                 image_name: str = container.TOOLCHAIN_IMAGE) -> list[str]:
+    """Run the toolchain's programs in its build container (``/dev/kvm`` passed when usable)."""
+    return container.toolchain_exec_prefix(settings, args, image=image_name,
+                                           devices=["/dev/kvm"] if qemu.kvm_usable() else [])
 
 
-def _would_shadow(directory: Path) -> bool:
-    """Whether mounting ``directory`` at the same path would hide a system directory of the image."""
-    parts = directory.parts
-    if len(parts) <= 1:
-        return True  # "/"
-    if len(parts) == 2:
-        return parts[1] in _SYSTEM_DIRS
-    return len(parts) == 3 and parts[1] in _SYSTEM_DIRS - {"tmp", "var", "run"}
-
-
-def _app_mounts(args: Sequence[str]) -> list[tuple[Path, bool]]:
-    """Read-only mounts for the files a ``doit boot``/``doit image`` command line names.
-
-    Every argument before ``--`` that is an existing path counts (the application: a
-    ``.c`` file, a directory of them or a built unikernel); its directory is mounted,
-    so headers beside the sources are seen.  A directory that would hide a system
-    directory of the image (``/``, ``/tmp``, ``/usr/bin``...) is not mounted; a file
-    in one is mounted alone.
-    """
-    mounts: list[tuple[Path, bool]] = []
-    for arg in args:
-        if arg == "--":
-            break
-        if not arg or arg.startswith("-"):
-            continue
-        path = Path(arg).absolute()
-        if not path.exists():
-            continue
-        directory = path if path.is_dir() else path.parent
-        if not _would_shadow(directory):
-            mounts.append((directory, False))
-        elif path.is_file():
-            mounts.append((path, False))
-        else:
-            logger.warning("not mounting %s into the toolchain container (it would hide the "
-                           "container's own %s); move the application to a directory of its own",
-                           path, path)
-    return mounts
-
-
-def _exec_prefix(settings: Settings, args: Sequence[str] = (), *, image: str = TOOLCHAIN_IMAGE) -> list[str]:
-    """Run toolchain programs where the toolchain runs: in its build container (issue 7).
-
-    The compiler and the proxy (which starts qemu: the toolchain image holds it) run in a
-    fresh container of ``image`` with, at the same paths: the prefix (read-only), the build
-    directory (read-write: compile outputs under work/, logs), the repository root
-    (read-only: examples/) and the application named in ``args`` (read-only, see
-    :func:`_app_mounts`); ``--device /dev/kvm`` when KVM is usable here.  The network
-    stays off: the proxy talks to qemu over the container's own loopback.  Without any
-    container runtime the programs run on this host (with a warning).
-    """
-    from . import container
-    from .errors import ContainerError
-    from .qemu import kvm_usable
-
-    try:
-        container.detect_runtime(settings)
-    except ContainerError as err:
-        logger.warning("%s: running the toolchain on this host instead of in its build container "
-                       "(%s)", err.what, err.fix)
-        return []
-    mounts: list[tuple[Path, bool]] = [(settings.prefix, False), (settings.build_dir, True),
-                                       (settings.root, False), *_app_mounts(args)]
-    devices = ["/dev/kvm"] if kvm_usable() else []
-    return container.exec_prefix(image, settings, mounts=mounts, devices=devices,
-                                 cwd=settings.build_dir)
-
-
-def _cmd_run(settings: Settings, args: list[str]) -> int:
-    from . import qemu
-
+def cmd_boot(settings: Settings, args: list[str]) -> int:
     return qemu.run_main(args, settings, exec_prefix=_exec_prefix(settings, args))
 
 
-def _cmd_image(settings: Settings, args: list[str]) -> int:
-    from . import image
-
+def cmd_image(settings: Settings, args: list[str]) -> int:
     image.image_main(args, settings, exec_prefix=_exec_prefix(settings, args))
     return 0
-
-
-COMMANDS: dict[str, Callable[[Settings, list[str]], int]] = {
-    "syscall": _cmd_syscall,
-    "cache": _cmd_cache,
-    "doctor": _cmd_doctor,
-    "run": _cmd_run,
-    "image": _cmd_image,
-}
-
-
-TASK_NAMES = {"run": "boot"}  # the doit task of each command, where the names differ
 
 
 def with_eaten_arguments(task: str, args: Sequence[str], argv: Sequence[str]) -> list[str]:
@@ -368,19 +243,20 @@ def with_eaten_arguments(task: str, args: Sequence[str], argv: Sequence[str]) ->
     return args
 
 
-def action_args(kind: str, settings: Settings, args: list[str] | None = None):
-    """A doit python-action taking the command line's positional arguments (``pos_arg``)."""
+def action_args(fn: Callable[[Settings, list[str]], int], task: str, settings: Settings,
+                args: list[str] | None = None):
+    """A doit python-action for ``doit TASK ARGS...``: ``fn(settings, args)``, a non-zero status fails."""
     from doit.exceptions import TaskFailed
 
-    argv = with_eaten_arguments(TASK_NAMES.get(kind, kind), args or [], sys.argv)
+    argv = with_eaten_arguments(task, args or [], sys.argv)
     try:
-        status = COMMANDS[kind](settings, argv)
+        status = fn(settings, argv)
     except HermitBuildError as err:
         return fail(err)
     except KeyboardInterrupt:
         return TaskFailed("interrupted")
     if status:
-        return TaskFailed(f"`doit {kind} {' '.join(shlex.quote(a) for a in argv)}` exited with status {status}")
+        return TaskFailed(f"`doit {task} {' '.join(shlex.quote(a) for a in argv)}` exited with status {status}")
     return None
 
 
@@ -396,20 +272,14 @@ def _safe(check: Callable[[], bool]) -> bool:
 
 
 def uptodate_base_image(settings: Settings) -> bool:
-    from . import container
-
     return _safe(lambda: container.base_image_exists(settings))
 
 
-def uptodate_image(settings: Settings, image: str) -> bool:
-    from . import container
-
-    return _safe(lambda: container.image_exists(image, settings))
+def uptodate_image(settings: Settings, image_name: str) -> bool:
+    return _safe(lambda: container.image_exists(image_name, settings))
 
 
 def uptodate_download(settings: Settings, name: str) -> bool:
-    from . import fetch
-
     recipe = _recipes(settings)[name]
     if name in settings.overrides:
         return True
@@ -417,13 +287,9 @@ def uptodate_download(settings: Settings, name: str) -> bool:
 
 
 def uptodate_prepare(settings: Settings, name: str) -> bool:
-    from . import plan
-
     recipes = _recipes(settings)
     return _safe(lambda: plan.is_prepared(recipes[name], recipes, settings))
 
 
 def uptodate_build(settings: Settings, name: str) -> bool:
-    from . import build
-
     return _safe(lambda: build.is_installed(name, _recipes(settings), settings))

@@ -41,6 +41,10 @@ Contract:
 - :func:`probe_image` imports a tiny image made of this host's ``/bin/sh`` and the
   libraries it loads (no registry, no debootstrap; about a second), so that the
   exact ``run`` options of build steps can be tried before any long step.
+- :func:`toolchain_exec_prefix` is the mount policy of ``doit boot``/``smoke``/``image``:
+  the toolchain's programs run in its build image with the prefix, the build directory,
+  the checkout and the application's directory mounted (never a directory that would hide
+  one of the image's system directories), or on the host when no runtime exists.
 - :func:`exec_prefix` is the same ``run`` command line up to and including the
   image tag, for callers that run programs through :func:`hermitbuild.runner.run`
   themselves (``doit boot``/``smoke``/``image`` run the installed toolchain in
@@ -51,12 +55,15 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 import os
 import re
 import secrets
 import shlex
 import shutil
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -144,8 +151,6 @@ def _copied_files(text: str, context: Path) -> list[Path]:
             continue
         rest = m.group(2).strip()
         if rest.startswith("["):
-            import json
-
             try:
                 parts = [str(p) for p in json.loads(rest)]
             except ValueError:
@@ -398,9 +403,6 @@ def _loaded_libraries(binary: str) -> list[str]:
 
 def probe_image(settings: Settings) -> str:
     """Import (once) a tiny image holding this host's /bin/sh; return its tag."""
-    import io
-    import tarfile
-
     rt = detect_runtime(settings)
     shell = os.path.realpath("/bin/sh")
     files = [shell, *_loaded_libraries(shell)]
@@ -581,3 +583,73 @@ def exec_prefix(image: str, settings: Settings, *, mounts: Sequence[tuple[Path, 
     return run_argv(tag, [], settings, runtime=rt, cwd=Path(cwd).absolute(), mounts=kept, env={},
                     network=False, user=None, name=None, labels={EXEC_LABEL: image},
                     devices=devices, interactive=interactive)
+
+
+# --------------------------------------------------------------------------- the toolchain's programs
+
+TOOLCHAIN_IMAGE = "toolchain"
+_SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run",
+                          "sbin", "sys", "usr", "tmp", "var"})
+
+
+def _would_shadow(directory: Path) -> bool:
+    """Whether mounting ``directory`` at the same path would hide a system directory of the image."""
+    parts = directory.parts
+    if len(parts) <= 1:
+        return True  # "/"
+    if len(parts) == 2:
+        return parts[1] in _SYSTEM_DIRS
+    return len(parts) == 3 and parts[1] in _SYSTEM_DIRS - {"tmp", "var", "run"}
+
+
+def _app_mounts(args: Sequence[str]) -> list[tuple[Path, bool]]:
+    """Read-only mounts for the files a ``doit boot``/``doit image`` command line names.
+
+    Every argument before ``--`` that is an existing path counts (the application: a
+    ``.c`` file, a directory of them or a built unikernel); its directory is mounted,
+    so headers beside the sources are seen.  A directory that would hide a system
+    directory of the image (``/``, ``/tmp``, ``/usr/bin``...) is not mounted; a file
+    in one is mounted alone.
+    """
+    mounts: list[tuple[Path, bool]] = []
+    for arg in args:
+        if arg == "--":
+            break
+        if not arg or arg.startswith("-"):
+            continue
+        path = Path(arg).absolute()
+        if not path.exists():
+            continue
+        directory = path if path.is_dir() else path.parent
+        if not _would_shadow(directory):
+            mounts.append((directory, False))
+        elif path.is_file():
+            mounts.append((path, False))
+        else:
+            logger.warning("not mounting %s into the toolchain container (it would hide the "
+                           "container's own %s); move the application to a directory of its own",
+                           path, path)
+    return mounts
+
+
+def toolchain_exec_prefix(settings: Settings, args: Sequence[str] = (), *, devices: Sequence[str] = (),
+                          image: str = TOOLCHAIN_IMAGE) -> list[str]:
+    """Run toolchain programs where the toolchain runs: in its build container (issue 7).
+
+    The compiler and the proxy (which starts qemu: the toolchain image holds it) run in a
+    fresh container of ``image`` with, at the same paths: the prefix (read-only), the build
+    directory (read-write: compile outputs under work/, logs), the repository root
+    (read-only: examples/) and the application named in ``args`` (read-only, see
+    :func:`_app_mounts`); ``devices`` (the caller passes ``/dev/kvm`` when KVM is usable).  The network
+    stays off: the proxy talks to qemu over the container's own loopback.  Without any
+    container runtime the programs run on this host (with a warning).
+    """
+    try:
+        detect_runtime(settings)
+    except ContainerError as err:
+        logger.warning("%s: running the toolchain on this host instead of in its build container "
+                       "(%s)", err.what, err.fix)
+        return []
+    mounts: list[tuple[Path, bool]] = [(settings.prefix, False), (settings.build_dir, True),
+                                       (settings.root, False), *_app_mounts(args)]
+    return exec_prefix(image, settings, mounts=mounts, devices=devices, cwd=settings.build_dir)

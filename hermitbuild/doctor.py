@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import container, runner
+from . import cache, container, qemu, runner
 from .errors import CommandError, ContainerError, HermitBuildError, PreflightError
 from .recipe import load_recipes
 from .settings import FILE_FIELDS, Settings, load_settings
@@ -256,7 +256,7 @@ def check_disk(settings: Settings, *, image_store: Path | None = None) -> list[C
                  f"about {need / GIB:.0f} GiB there"
         if free < need:
             out.append(Check("free disk", "fail", detail,
-                             f"free space there, or move build_dir/cache_dir (HERMITBUILD_BUILD_DIR, "
+                             "free space there, or move build_dir/cache_dir (HERMITBUILD_BUILD_DIR, "
                              "HERMITBUILD_CACHE_DIR) to a larger disk"))
         else:
             out.append(Check("free disk", "ok", detail))
@@ -266,9 +266,7 @@ def check_disk(settings: Settings, *, image_store: Path | None = None) -> list[C
 # --------------------------------------------------------------------------- kvm, remote, settings
 
 def check_kvm(settings: Settings) -> list[Check]:
-    from .qemu import kvm_usable
-
-    usable = kvm_usable()
+    usable = qemu.kvm_usable()
     auto = "auto uses it" if usable else "auto boots with TCG (software emulation, slower)"
     if settings.kvm == "on" and not usable:
         return [Check("kvm", "warn", "kvm: on, but /dev/kvm is not usable: doit boot will fail",
@@ -295,8 +293,6 @@ def _in_virtual_machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 def check_remote(settings: Settings) -> list[Check]:
     if settings.remote_cache_mode == "off":
         return [Check("remote cache", "info", "off")]
-    from . import cache
-
     _, remote = cache.open_caches(settings)
     assert remote is not None
     token = " with a token" if settings.remote_cache_token else \

@@ -66,7 +66,6 @@ imported lazily).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -83,7 +82,7 @@ from urllib.parse import unquote, urlsplit
 from . import __version__
 from .errors import ChecksumError, FetchError, OfflineError
 from .recipe import Recipe, Source
-from .fsutil import file_lock, write_atomic
+from .fsutil import file_lock, is_safe_relpath, sha256_file, write_atomic
 from .settings import Settings, parse_duration, parse_size
 from .unpack import place_tree, safe_extract
 
@@ -204,11 +203,7 @@ def _locked(path: Path) -> ContextManager[None]:
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)[0]
 
 
 def _human(n: float) -> str:
@@ -782,8 +777,7 @@ def _submodules_at(repo: Any, parent_url: str, commit: str) -> list[list[str]]:
             logger.warning("%s@%s: submodule %r lacks path or url in .gitmodules; skipped",
                            parent_url, commit[:12], name)
             continue
-        parts = Path(path).parts
-        if Path(path).is_absolute() or ".." in parts:
+        if not is_safe_relpath(path):
             raise FetchError(f"unsafe submodule path {path!r} in {parent_url} at {commit}",
                              "it points outside the tree", "fix .gitmodules upstream", url=parent_url)
         entry = repo.git.ls_tree(commit, "--", path).strip()
@@ -920,7 +914,7 @@ def fetch_recipe(recipe: Recipe, settings: Settings) -> list[Path]:
 
 def _dest_of(source: Source, dest: Path) -> Path:
     sub = Path(source.dest or ".")
-    if sub.is_absolute() or ".." in sub.parts:
+    if str(sub) != "." and not is_safe_relpath(str(sub)):
         raise FetchError(f"source {source.url} has an unsafe dest {source.dest!r}",
                          "dest must be a relative path inside the tree", "fix `dest:` in the recipe",
                          url=source.url)
@@ -942,6 +936,15 @@ def checkout(source: Source, settings: Settings, dest: Path, *, keep_git: bool =
         place_tree(tmp / "tree", target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recorded_commit_date(source: Source, settings: Settings) -> int | None:
+    """The committer date of a git source's pin as its mirror recorded it when it was fetched;
+    None for tarballs or when not fetched yet.  Pure file reads (the build stage uses it)."""
+    if source.kind != "git":
+        return None
+    entry = _read_pins(git_mirror_path(source.url, settings)).get(source.commit) or {}
+    return int(entry["date"]) if isinstance(entry.get("date"), int) else None
 
 
 def commit_date(source: Source, settings: Settings) -> int | None:

@@ -1,8 +1,12 @@
-"""Small file-system helpers shared by the stages.
+"""The one toolbox for the file-system rules every stage shares.
 
-Contract: :func:`file_lock` is an exclusive, cross-process ``flock`` on a lock
+Contract: :func:`file_lock` is a cross-process ``flock`` (exclusive, or shared) on a lock
 file (created with its parent directories), released when the block ends, also
-on exceptions; a lock another process holds is waited for with a warning saying so.  :func:`read_text` reads a UTF-8 file or raises a located error
+on exceptions; a lock another process holds is waited for with a warning saying so.
+:func:`is_inside` is the one "is this path inside that root" rule and
+:func:`is_safe_relpath` the one "does this relative path stay inside" rule;
+:func:`sha256_file`, :func:`rmtree`, :func:`read_json` / :func:`write_json` (stamps) are
+the shared helpers of that name.  :func:`read_text` reads a UTF-8 file or raises a located error
 naming the file (and the line of a byte that is not UTF-8).  :func:`ensure_writable_dir`
 creates a directory and proves it writable, or raises a located error naming the setting.  :func:`write_atomic` writes a
 file through a temp file + rename.
@@ -12,18 +16,78 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
 
-__all__ = ["file_lock", "write_atomic", "read_text", "ensure_writable_dir"]
+__all__ = ["file_lock", "write_atomic", "read_text", "ensure_writable_dir", "sha256_file", "rmtree",
+           "is_inside", "is_safe_relpath", "read_json", "write_json"]
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path | str) -> tuple[str, int]:
+    """(sha256 hex, size) of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def rmtree(path: Path) -> None:
+    """Remove a file, a symlink or a whole tree (read-only directories inside included); a
+    missing path is fine."""
+    def onerror(func: Any, p: str, exc: Any) -> None:
+        try:
+            os.chmod(os.path.dirname(p), 0o755)
+            os.chmod(p, 0o755)
+            func(p)
+        except OSError:
+            pass
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, onerror=onerror)
+
+
+def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``root`` or below it, comparing the paths as given (resolve them
+    first, e.g. with os.path.realpath, where symlinks matter).  The one place of this rule."""
+    path, root = os.fspath(path), os.fspath(root).rstrip(os.sep) or os.sep
+    return path == root or path.startswith(root if root == os.sep else root + os.sep)
+
+
+def is_safe_relpath(rel: str) -> bool:
+    """A non-empty relative path with no ``..`` component (stays inside whatever it joins)."""
+    return bool(rel) and not rel.startswith("/") and ".." not in Path(rel).parts
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a stamp file, or None when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write a stamp file atomically (sorted keys, one trailing newline)."""
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def ensure_writable_dir(path: Path, setting: str, error: Callable[..., Exception] = InputError) -> Path:
@@ -61,17 +125,19 @@ def read_text(path: Path | str, error: Callable[..., Exception] = InputError, *,
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (a lock file) for the duration of the block."""
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold a lock on ``path`` (a lock file) for the duration of the block: exclusive, or
+    shared with other shared holders."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:  # say why nothing happens, then wait
             logger.warning("waiting for %s: another hermitbuild run holds it (it goes on when that "
                            "one is done)", path)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

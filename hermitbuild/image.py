@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import CommandError, RunError
-from .qemu import kvm_usable
+from .qemu import compile_app, kvm_usable
 from .runner import run, tail_of
 from .settings import Settings
 from .fsutil import write_atomic
@@ -324,7 +324,6 @@ def image_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence
     writes ``<name>.cfg`` beside it; ``--check`` boots the ISO in qemu and waits
     for ``--expect`` on the serial port.  Returns the ISO path.
     """
-    from .qemu import compile_app
 
     p = argparse.ArgumentParser(prog="doit image", description="Make a bootable GRUB ISO and a "
                                 "Xen HVM (xl) configuration for a HermitCore application.")

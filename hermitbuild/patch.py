@@ -43,6 +43,7 @@ from typing import Iterator, Sequence
 
 import patch_ng
 
+from .fsutil import is_inside
 from .errors import PatchError
 from .recipe import PatchSpec
 
@@ -490,8 +491,7 @@ def _apply_one(parsed: _Parsed, work: Path, recipe: str) -> None:
 
 
 def _inside(tree_real: str, path: Path) -> bool:
-    real = os.path.realpath(path)
-    return real == tree_real or real.startswith(tree_real + os.sep)
+    return is_inside(os.path.realpath(path), tree_real)
 
 
 def apply_series(tree: Path, patches: Sequence[PatchSpec], recipe: str = "") -> None:

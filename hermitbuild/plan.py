@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from . import container, prepare, syscalls
 from .recipe import Recipe, RecipeSet
 from .settings import Settings
 
@@ -27,8 +28,6 @@ def table_path(settings: Settings) -> Path:
 
 
 def _table(settings: Settings):
-    from . import syscalls
-
     path = table_path(settings)
     if not path.exists():
         return None
@@ -42,8 +41,6 @@ def syscall_digest(recipe: Recipe, settings: Settings, *, empty_table: bool = Fa
     tree has), for the keys of recipes with ``ignores_syscalls``."""
     if recipe.syscalls == "none" or not table_path(settings).exists():
         return ""
-    from . import syscalls
-
     if empty_table:
         return syscalls.EMPTY_DIGEST
     table = _table(settings)
@@ -56,7 +53,6 @@ def automake_in_container(settings: Settings) -> Callable[[Path], None]:
     """An ``automake(dir)`` callable running the build image's automake-1.11 on ``dir``."""
 
     def automake(directory: Path) -> None:
-        from . import container
 
         cache = Path(directory) / "autom4te.cache"
         had_cache = cache.exists()
@@ -82,8 +78,6 @@ def generator(recipe: Recipe, settings: Settings,
     table = _table(settings)
     if table is None:
         return None
-    from . import syscalls
-
     if recipe.syscalls == "kernel":
         def generate_kernel(tree: Path) -> None:
             syscalls.generate_kernel(tree, table)
@@ -104,15 +98,11 @@ def owner(recipe: Recipe, recipes: RecipeSet) -> Recipe:
 def tree_id(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, empty_table: bool = False) -> str:
     """Identity of the prepared tree ``recipe`` builds from (owner's pins, patches, syscalls;
     ``empty_table``: as if the syscall table had no entries)."""
-    from . import prepare
-
     own = owner(recipe, recipes)
     return prepare.tree_identity(own, settings, syscall_digest(own, settings, empty_table=empty_table))
 
 
 def is_prepared(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> bool:
-    from . import prepare
-
     own = owner(recipe, recipes)
     return prepare.is_prepared(own, settings, syscall_digest(own, settings))
 
@@ -120,8 +110,6 @@ def is_prepared(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> bool:
 def ensure_prepared(recipe: Recipe, recipes: RecipeSet, settings: Settings,
                     automake: Callable[[Path], None] | None = None) -> Path:
     """Prepare the tree ``recipe`` builds from unless it is already up to date; return its path."""
-    from . import prepare
-
     own = owner(recipe, recipes)
     if prepare.is_prepared(own, settings, syscall_digest(own, settings)):
         return prepare.tree_path(own, settings)

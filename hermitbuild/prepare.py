@@ -54,12 +54,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from . import fetch
 from .errors import ConfigError, HermitBuildError, RecipeError
+from .fsutil import file_lock, read_json, rmtree, write_atomic
 from .patch import apply_series
 from .recipe import Recipe, load_recipe
-from .fsutil import file_lock
 from .settings import Settings
-from .fsutil import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -232,11 +232,7 @@ def tree_identity(recipe: Recipe, settings: Settings, syscall_digest: str = "") 
 
 
 def _read_stamp(owner: str, settings: Settings) -> dict[str, Any] | None:
-    try:
-        data = json.loads(_stamp_path(owner, settings).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json(_stamp_path(owner, settings))
 
 
 def is_prepared(recipe: Recipe, settings: Settings, syscall_digest: str = "") -> bool:
@@ -250,19 +246,7 @@ def is_prepared(recipe: Recipe, settings: Settings, syscall_digest: str = "") ->
 
 # ---------------------------------------------------------------------- preparing
 
-def _rmtree(path: Path) -> None:
-    def onerror(func: Any, p: str, exc: Any) -> None:  # read-only dirs inside trees
-        try:
-            os.chmod(os.path.dirname(p), 0o755)
-            os.chmod(p, 0o755)
-            func(p)
-        except OSError:
-            pass
-
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path, onerror=onerror)
+_rmtree = rmtree
 
 
 def _clean_stale(src_dir: Path, owner: str) -> None:
@@ -298,7 +282,6 @@ def _populate(owner: Recipe, override: Path | None, settings: Settings, tree: Pa
                                    str(exc), "check the directory is readable and the disk has room",
                                    recipe=owner.name) from None
         return
-    from . import fetch  # the fetch stage (tarballs, git mirrors)
 
     fetch.fetch_recipe(owner, settings)
     for source in owner.sources:

@@ -365,13 +365,6 @@ class SmokeResult:
         }
 
 
-def may_push(settings: Settings, result: SmokeResult | None) -> bool:
-    """Whether an artifact may go to the remote cache (the ``smoke_gate`` setting)."""
-    if not settings.smoke_gate:
-        return True
-    return result is not None and result.passed
-
-
 def expected_lines(path: Path) -> list[str]:
     """The non-empty lines of an expected-output file."""
     return [line.rstrip() for line in read_text(path, RunError).splitlines() if line.strip()]

@@ -71,6 +71,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from .fsutil import is_safe_relpath
 from .errors import RecipeError
 from .yamlutil import LineDict, LineList, load_yaml
 
@@ -370,7 +371,7 @@ def _sources(c: _Ctx, node: Any, path: str) -> tuple[Source, ...]:
                 raise c.error("'commit' is for git sources; a tarball is pinned by 'sha256'",
                               "remove `commit:`", item, "commit", field=f"{p}commit")
         dest = _str(c, item, "dest", p, default=".")
-        if dest.startswith("/") or ".." in Path(dest).parts:
+        if dest != "." and not is_safe_relpath(dest):
             raise c.error(f"'dest' must be a relative path inside the tree, got {dest!r}",
                           "write e.g. `dest: gcc/gmp`", item, "dest", field=f"{p}dest")
         out.append(Source(kind=kind, url=url, commit=commit, sha256=sha256,
@@ -571,8 +572,7 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
                       data, field="steps")
     drop_files = merged.get("drop_files", []) or []
     if not isinstance(drop_files, list) or not all(
-            isinstance(f, str) and f and not f.startswith("/") and ".." not in f.split("/")
-            for f in drop_files):
+            isinstance(f, str) and is_safe_relpath(f) for f in drop_files):
         raise c.error("'drop_files' must be a list of paths relative to the install root",
                       "write e.g. `drop_files: [\"{target}/include/pthread.h\"]`", node_for("drop_files"),
                       "drop_files", field="drop_files")

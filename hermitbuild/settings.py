@@ -18,6 +18,7 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import shlex
@@ -168,8 +169,6 @@ EXTRA_VARIABLES = frozenset({ENV_PREFIX + "SETTINGS", ENV_PREFIX + "VERBOSE", EN
 
 
 def _did_you_mean(word: str, known: Any, tail: str) -> str:
-    import difflib
-
     close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0]}?{tail}"

@@ -7,10 +7,10 @@ Contract:
   every ``doit list``: they only read settings, recipes and file names.  No
   network, git or container calls happen here; those live in the actions and
   in ``uptodate`` callables.
-- Every action is a module-level function of :mod:`hermitbuild.cli` called with
-  picklable arguments (so ``doit -n N`` works); it returns ``TaskFailed`` with
-  the rendered :class:`~hermitbuild.errors.HermitBuildError` instead of a
-  traceback.
+- Every action is :func:`hermitbuild.cli.action` (or ``action_args``) given the
+  module-level function to run and picklable arguments (so ``doit -n N`` works); it
+  returns ``TaskFailed`` with the rendered :class:`~hermitbuild.errors.HermitBuildError`
+  instead of a traceback.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def task_base_image() -> Task:
     """Create the base image locally with debootstrap + import (no registry needed)."""
     settings, _ = _ctx()
     return {
-        "actions": [(cli.action, ("base_image", settings))],
+        "actions": [(cli.action, (cli.do_base_image, settings))],
         "uptodate": [(cli.uptodate_base_image, (settings,))],
         "verbosity": 2,
     }
@@ -61,7 +61,7 @@ def task_containers() -> Iterator[Task]:
         yield {
             "name": image,
             "doc": f"build image containers/Containerfile.{image}",
-            "actions": [(cli.action, ("container_image", settings, image))],
+            "actions": [(cli.action, (cli.do_container_image, settings, image))],
             "uptodate": [(cli.uptodate_image, (settings, image))],
             "verbosity": 2,
         }
@@ -77,7 +77,7 @@ def task_download() -> Iterator[Task]:
         yield {
             "name": rec.name,
             "doc": f"download the sources of {rec.name}",
-            "actions": [(cli.action, ("download", settings, rec.name))],
+            "actions": [(cli.action, (cli.do_download, settings, rec.name))],
             "uptodate": [(cli.uptodate_download, (settings, rec.name))],
             "verbosity": 2,
         }
@@ -93,7 +93,7 @@ def task_prepare() -> Iterator[Task]:
         yield {
             "name": rec.name,
             "doc": f"prepare build/src/{rec.name} (fetch, unpack, patch, generate)",
-            "actions": [(cli.action, ("prepare", settings, rec.name))],
+            "actions": [(cli.action, (cli.do_prepare, settings, rec.name))],
             "uptodate": [(cli.uptodate_prepare, (settings, rec.name))],
             "verbosity": 2,
         }
@@ -107,7 +107,7 @@ def task_build() -> Iterator[Task]:
         yield {
             "name": rec.name,
             "doc": f"build and install {rec.name} {rec.version}" + (f" ({rec.variant})" if rec.variant else ""),
-            "actions": [(cli.action, ("build", settings, rec.name))],
+            "actions": [(cli.action, (cli.do_build, settings, rec.name))],
             "uptodate": [(cli.uptodate_build, (settings, rec.name))],
             "task_dep": [f"build:{d}" for d in rec.depends],
             "verbosity": 2,
@@ -118,7 +118,7 @@ def task_toolchain() -> Task:
     """Build and install the whole HermitCore toolchain into the prefix (but the `skip` setting's recipes)."""
     settings, recipes = _ctx()
     return {
-        "actions": [(cli.action, ("summary", settings))],
+        "actions": [(cli.action, (cli.do_summary, settings))],
         "task_dep": [f"build:{name}" for name in cli.toolchain_recipes(settings, recipes)],
         "verbosity": 2,
     }
@@ -128,7 +128,7 @@ def task_syscall() -> Task:
     """Syscall table: `doit syscall add NAME [SIGNATURE] [--body C]`, remove, list, check, export."""
     settings, _ = _ctx()
     return {
-        "actions": [(cli.action_args, ("syscall", settings))],
+        "actions": [(cli.action_args, (cli.cmd_syscall, "syscall", settings))],
         "pos_arg": "args",
         "uptodate": [False],
         "verbosity": 2,
@@ -139,7 +139,7 @@ def task_doctor() -> Task:
     """Check this machine: runtime (a real container run), images, directories, disk, KVM, remote, settings."""
     settings, _ = _ctx()
     return {
-        "actions": [(cli.action_args, ("doctor", settings))],
+        "actions": [(cli.action_args, (cli.cmd_doctor, "doctor", settings))],
         "pos_arg": "args",
         "uptodate": [False],
         "verbosity": 2,
@@ -150,7 +150,7 @@ def task_cache() -> Task:
     """Artifact cache: `doit cache stats|list|prune|push|verify`."""
     settings, _ = _ctx()
     return {
-        "actions": [(cli.action_args, ("cache", settings))],
+        "actions": [(cli.action_args, (cli.cmd_cache, "cache", settings))],
         "pos_arg": "args",
         "uptodate": [False],
         "verbosity": 2,
@@ -164,7 +164,7 @@ def task_boot() -> Task:
     """
     settings, _ = _ctx()
     return {
-        "actions": [(cli.action_args, ("run", settings))],
+        "actions": [(cli.action_args, (cli.cmd_boot, "boot", settings))],
         "pos_arg": "args",
         "uptodate": [False],
         "verbosity": 2,
@@ -175,7 +175,7 @@ def task_smoke() -> Task:
     """Build and boot the bundled examples and check their output."""
     settings, _ = _ctx()
     return {
-        "actions": [(cli.action, ("smoke", settings))],
+        "actions": [(cli.action, (cli.do_smoke, settings))],
         "uptodate": [False],
         "verbosity": 2,
     }
@@ -185,7 +185,7 @@ def task_image() -> Task:
     """Make a bootable GRUB ISO (ldhermit.elf + app) and an xl config: `doit image APP [--boot-check]`."""
     settings, _ = _ctx()
     return {
-        "actions": [(cli.action_args, ("image", settings))],
+        "actions": [(cli.action_args, (cli.cmd_image, "image", settings))],
         "pos_arg": "args",
         "uptodate": [False],
         "verbosity": 2,

@@ -45,6 +45,7 @@ import zlib
 from pathlib import Path
 
 from .errors import UnpackError
+from .fsutil import is_inside
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _check_symlink(archive: Path, member: str, new_name: str, target: str) -> No
 
 
 def _inside(root: str, path: str) -> bool:
-    return path == root or path.startswith(root + os.sep)
+    return is_inside(path, root)
 
 
 def _check_parent_real(archive: Path, member: str, tmp: Path, new_name: str) -> None:

@@ -103,7 +103,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _prefix(settings: Settings, args: list[str]) -> list[str]:
-    return cli._exec_prefix(settings, args, image="fixture")
+    return cli._exec_prefix(settings, args, image_name="fixture")
 
 
 def _assert_in_container(where: list[str]) -> None:
@@ -212,16 +212,16 @@ def test_without_a_container_runtime_the_host_runs_the_toolchain(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     settings = podman_settings(ROOT, tmp_path, runtime="docker")
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # neither podman nor docker found
-    with caplog.at_level("WARNING", logger="hermitbuild.cli"):
-        assert cli._exec_prefix(settings, []) == []
+    with caplog.at_level("WARNING", logger="hermitbuild.container"):
+        assert container.toolchain_exec_prefix(settings, []) == []
     assert "on this host" in caplog.text
 
 
 def test_app_mounts_never_hide_system_directories(tmp_path: Path) -> None:
     app = tmp_path / "a.c"
     app.write_text("int main(void) { return 0; }\n")
-    assert cli._app_mounts([str(app), "--mem", "1G", "--", str(tmp_path)]) == [(tmp_path, False)]
-    assert cli._app_mounts(["/"]) == []
-    assert cli._app_mounts(["/tmp"]) == []
-    assert cli._app_mounts(["/etc/hostname"]) == [(Path("/etc/hostname"), False)]
-    assert cli._app_mounts(["no-such-file.c"]) == []
+    assert container._app_mounts([str(app), "--mem", "1G", "--", str(tmp_path)]) == [(tmp_path, False)]
+    assert container._app_mounts(["/"]) == []
+    assert container._app_mounts(["/tmp"]) == []
+    assert container._app_mounts(["/etc/hostname"]) == [(Path("/etc/hostname"), False)]
+    assert container._app_mounts(["no-such-file.c"]) == []

@@ -151,7 +151,8 @@ def check_world(rng: random.Random, tmp_root: Path) -> None:
     for kind, fn in _mutations(rs, rng):
         new = fn(s1, _tree_id, _image_id)
         assert new != base, f"changing the {kind} did not change the key"
-        seen.setdefault(new, kind)
+        assert seen.setdefault(new, kind) == kind, \
+            f"changing the {kind} gave the same key as changing the {seen[new]}"
 
 
 def test_key_properties_hand_rolled(tmp_path: Path) -> None:

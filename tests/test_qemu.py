@@ -17,7 +17,7 @@ import pytest
 
 from hermitbuild.errors import RunError
 from hermitbuild.qemu import (RunOptions, SmokeResult, ExampleResult, compile_app, kvm_usable,
-                              may_push, missing_lines, proxy_env, required_syscalls, run_app,
+                              missing_lines, proxy_env, required_syscalls, run_app,
                               run_main, smoke)
 
 from helpers_qemu import REPO, fake_toolchain, proxy_record, write_c
@@ -269,15 +269,6 @@ def test_smoke_reports_compile_failures_and_no_toolchain(tmp_path: Path, make_se
     assert not result.passed and "FAILED to compile" in result.summary()
     result = smoke(make_settings(), examples_dir=EXAMPLES)
     assert not result.passed and not result.examples[0].compiled
-
-
-def test_smoke_gate(make_settings) -> None:
-    ok = SmokeResult((ExampleResult("hello", True, True, True, 0),))
-    bad = SmokeResult((ExampleResult("hello", True, True, False, 0, missing=("x",)),))
-    gated = make_settings(smoke_gate=True)
-    assert may_push(gated, ok) and not may_push(gated, bad) and not may_push(gated, None)
-    assert may_push(make_settings(smoke_gate=False), None)
-    assert not SmokeResult(()).passed  # nothing ran: not a pass
 
 
 def test_smoke_decides_from_the_table_names(tc, no_kvm: Path) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hermitbuild import build, cache
+from hermitbuild import build, cache, gate
+from hermitbuild.errors import HermitBuildError
+from hermitbuild.qemu import ExampleResult, SmokeResult
 from hermitbuild.cache import LocalCache, RemoteCache, pack_artifact, read_manifest
 from hermitbuild.errors import ArtifactError, CacheError
 
@@ -44,17 +46,17 @@ def build_recipe_stub(name: str):
 
 
 def test_gate_only_applies_with_a_writable_remote(tmp_path):
-    assert not build.push_is_gated(settings_at(tmp_path))
-    assert not build.push_is_gated(settings_at(tmp_path, remote_cache="http://x", remote_cache_mode="read"))
-    assert build.push_is_gated(settings_at(tmp_path, remote_cache="http://x", remote_cache_mode="readwrite"))
-    assert not build.push_is_gated(settings_at(tmp_path, remote_cache="http://x", remote_cache_mode="readwrite",
+    assert not gate.is_gated(settings_at(tmp_path))
+    assert not gate.is_gated(settings_at(tmp_path, remote_cache="http://x", remote_cache_mode="read"))
+    assert gate.is_gated(settings_at(tmp_path, remote_cache="http://x", remote_cache_mode="readwrite"))
+    assert not gate.is_gated(settings_at(tmp_path, remote_cache="http://x", remote_cache_mode="readwrite",
                                                smoke_gate=False))
 
 
 def test_failed_smoke_is_recorded_and_nothing_is_pushed(tmp_path, nginx):
     settings, local = _installed(tmp_path, remote_cache=nginx.url, remote_cache_mode="readwrite")
     smoke = {"passed": False, "examples": {"hello": {"passed": False, "missing": ["hello world!"]}}}
-    pushed = build.record_smoke_and_push(list(KEYS), settings, smoke)
+    pushed = gate.record_and_push(list(KEYS), settings, smoke)
     assert pushed == []
     assert "PUT" not in nginx.methods()
     for key in KEYS.values():
@@ -66,7 +68,7 @@ def test_failed_smoke_is_recorded_and_nothing_is_pushed(tmp_path, nginx):
 def test_passed_smoke_pushes_annotated_artifacts(tmp_path, nginx):
     settings, local = _installed(tmp_path, remote_cache=nginx.url, remote_cache_mode="readwrite")
     smoke = {"passed": True, "examples": {"hello": {"passed": True}}}
-    pushed = build.record_smoke_and_push(list(KEYS), settings, smoke)
+    pushed = gate.record_and_push(list(KEYS), settings, smoke)
     assert sorted(pushed) == sorted(KEYS)
     puts = [uri for method, uri, status in nginx.requests() if method == "PUT" and status in (200, 201, 204)]
     assert len(puts) == 2 * len(KEYS)  # artifact + checksum object each
@@ -88,3 +90,18 @@ def test_annotation_cannot_change_identity_and_refuses_corrupt_input(tmp_path):
     with pytest.raises(ArtifactError):
         cache.annotate_artifact(bad, {"smoke": {}}, tmp_path / "c.tar.gz")
     assert not (tmp_path / "c.tar.gz").exists()
+
+
+def test_enforce_records_and_pushes_on_a_pass_and_refuses_on_a_failure(tmp_path, nginx):
+    """What `doit toolchain` does at its end with the smoke result (the gate's wiring)."""
+    settings, local = _installed(tmp_path, remote_cache=nginx.url, remote_cache_mode="readwrite")
+    bad = SmokeResult((ExampleResult("hello", True, True, False, 0, missing=("hello world!",)),))
+    with pytest.raises(HermitBuildError) as exc:
+        gate.enforce(list(KEYS), settings, bad)
+    assert "not pushed" in exc.value.what and "PUT" not in nginx.methods()
+    assert read_manifest(local.path(KEYS["newlib"]))["smoke"]["passed"] is False
+    with pytest.raises(HermitBuildError):
+        gate.enforce(list(KEYS), settings, SmokeResult(()))  # nothing ran is not a pass
+    ok = SmokeResult((ExampleResult("hello", True, True, True, 0),))
+    assert sorted(gate.enforce(list(KEYS), settings, ok)) == sorted(KEYS)
+    assert read_manifest(local.path(KEYS["hermit"]))["smoke"]["passed"] is True

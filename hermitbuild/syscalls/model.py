@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping
 
 from ..errors import SyscallError
 from .cbody import balance_problem
+from .pinned import KERNEL_SYSCALLS, NEWLIB_SOURCES, NR_NUMBERS
 from ..yamlutil import LineDict, LineList, load_yaml, loads_yaml
 
 #: Bump when the emitted code changes, so digests (and prepared trees) change too.
@@ -433,8 +434,6 @@ def table_from_data(data: Any, path: Path | str, *,
     (``"kernel/syscall.c:92"``); ``known_newlib`` are the source files newlib's
     libc/sys/hermit already builds.  Defaults: the bundled lists for the pinned trees.
     """
-    from .catalog import KERNEL_SYSCALLS, NEWLIB_SOURCES, NR_NUMBERS
-
     known = KERNEL_SYSCALLS if known_kernel is None else known_kernel
     newlib_files = set(NEWLIB_SOURCES if known_newlib is None else known_newlib)
     path = Path(path)

@@ -37,6 +37,7 @@ from typing import Callable
 from ..errors import SyscallError
 from ..fsutil import read_text, write_atomic
 from . import emit
+from .automake import host_automake
 from .model import Entry, Table
 
 logger = logging.getLogger(__name__)
@@ -453,7 +454,6 @@ def apply_newlib(tx: Transaction, tree: Path, table: Table,
         tx.apply(change)
     written = [c.path for c in plan.changes]
     if plan.makefile_changed or makefile_in_stale(plan.hermit_dir):
-        from .automake import host_automake
         runner = automake or host_automake()
         makefile_in = plan.hermit_dir / "Makefile.in"
         tx.snapshot(makefile_in)
