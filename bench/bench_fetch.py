@@ -83,7 +83,7 @@ def bench_cheap(tmp: Path) -> None:
 def bench_resume(tmp: Path) -> None:
     payload = os.urandom(4 << 20)
     sha = hashlib.sha256(payload).hexdigest()
-    fetch.BACKOFF_SECONDS = 0.01
+    fetch.common.BACKOFF_SECONDS = 0.01
     sent = {}
     for name, first in (("resume", "drop"), ("restart", "norange-drop")):
         with FileServer() as srv:

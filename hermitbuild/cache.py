@@ -98,6 +98,7 @@ from .errors import ArtifactError, CacheError, ConfigError, HermitBuildError
 from .recipe import Recipe, RecipeSet
 from .fsutil import is_inside, sha256_file  # noqa: F401 (sha256_file: part of this API)
 from .settings import Settings
+from .settings import format_size
 from .settings import parse_size as settings_parse_size
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -146,15 +147,6 @@ def parse_size(text: str | int, field: str = "cache_max_size") -> int:
     except ValueError as exc:
         raise ConfigError(f"{field}: {exc}", f"write e.g. `{field}: 20G` (K, M, G, T suffixes; plain "
                           "number = bytes)", field=field) from None
-
-
-def format_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if value < 1024 or unit == "T":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{n}B"  # pragma: no cover
 
 
 # =========================================================================== keys

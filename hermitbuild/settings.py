@@ -191,6 +191,15 @@ def parse_size(text: str | int) -> int:
     return int(number * (1024 ** ("kmgtp".index(unit) + 1) if unit else 1))
 
 
+def format_size(n: float) -> str:
+    """A byte count for people: ``512 B``, ``1.5 MiB``, ``20.0 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            break
+        n /= 1024
+    return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 
 

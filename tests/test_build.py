@@ -217,7 +217,7 @@ def test_second_run_does_nothing_and_calls_no_command(built, monkeypatch, capsys
     monkeypatch.setattr(runner, "run", lambda *a, **k: calls.append(a) or pytest.fail(f"ran {a}"))
     real_popen = subprocess.Popen
 
-    def no_process(*a, **k):  # anything else: git (gitpython), a runtime, a compiler
+    def no_process(*a, **k):  # anything else: git, a runtime, a compiler
         calls.append(a)
         return real_popen(*a, **k)
 

@@ -202,7 +202,7 @@ def test_cheap_functions_run_no_subprocess(tmp_path: Path, up: Upstream,
     ("https://h/p.git", "https://other/abs.git", "https://other/abs.git"),
 ])
 def test_relative_submodule_urls(parent: str, rel: str, expected: str) -> None:
-    assert fetch._resolve_submodule_url(parent, rel) == expected
+    assert fetch.git._resolve_submodule_url(parent, rel) == expected
 
 
 def test_mirror_names(tmp_path: Path) -> None:

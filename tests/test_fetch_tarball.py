@@ -23,7 +23,7 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fetch, "BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(fetch.common, "BACKOFF_SECONDS", 0.01)
 
 
 @pytest.fixture()
@@ -105,7 +105,7 @@ def test_all_urls_fail_lists_every_url_with_status(tmp_path: Path, server: FileS
     assert str(tmp_path / "localmirror" / "pkg.tar.gz") + ": not present" in text
     assert server.url("/up/pkg.tar.gz") + ": gave up after" in text and "HTTP 503" in text
     assert "fix:" in text and str(settings.downloads / "pkg.tar.gz") in text
-    assert len(server.requests_for("/up/")) == fetch.RETRIES + 1
+    assert len(server.requests_for("/up/")) == fetch.common.RETRIES + 1
     no_leftovers(settings, "pkg.tar.gz")
 
 
@@ -264,7 +264,7 @@ def test_connection_refused_is_retried_then_reported(tmp_path: Path, server: Fil
     assert path.read_bytes() == PAYLOAD
     with pytest.raises(FetchError) as info:
         fetch.fetch_source(tarball(dead, sha="1" * 64), make_settings(tmp_path / "x"))
-    assert f"{dead}: gave up after {fetch.RETRIES + 1} attempts: ConnectionError" in str(info.value)
+    assert f"{dead}: gave up after {fetch.common.RETRIES + 1} attempts: ConnectionError" in str(info.value)
 
 
 def test_unresolvable_host_is_tried_twice_not_five_times(tmp_path: Path) -> None:
@@ -274,8 +274,8 @@ def test_unresolvable_host_is_tried_twice_not_five_times(tmp_path: Path) -> None
     with pytest.raises(FetchError) as info:
         fetch.fetch_source(tarball(url, sha="1" * 64), make_settings(tmp_path))
     text = str(info.value)
-    assert fetch.DNS_RETRIES + 1 < fetch.RETRIES + 1
-    assert f"{url}: gave up after {fetch.DNS_RETRIES + 1} attempts: ConnectionError" in text
+    assert fetch.common.DNS_RETRIES + 1 < fetch.common.RETRIES + 1
+    assert f"{url}: gave up after {fetch.common.DNS_RETRIES + 1} attempts: ConnectionError" in text
     assert "hermitbuild-test.invalid" in text and "resolve" in text.lower()
     no_leftovers(make_settings(tmp_path), "pkg.tar.gz")
 
@@ -284,7 +284,7 @@ def test_a_trickling_server_is_cut_and_reported(tmp_path: Path, server: FileServ
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """One byte every half second (the hostile trial's one byte every 50 s, scaled): below
     download_min_rate over download_stall, so the transfer is cut, retried, then reported."""
-    monkeypatch.setattr(fetch, "RETRIES", 1)
+    monkeypatch.setattr(fetch.common, "RETRIES", 1)
     server.files["/up/slow.tar.xz"] = PAYLOAD
     server.actions["/up/slow.tar.xz"] = ["trickle"] * 5
     settings = make_settings(tmp_path, download_stall="1s", download_min_rate="1K")
