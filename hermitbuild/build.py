@@ -370,11 +370,11 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
                                                     env=env, log_path=log, check=False, timeout=limit,
                                                     label=f"{name}-{step.name}", labels=labels)
         except CommandError as err:  # check=False: a timeout (the container is gone), or no runtime
-            if limit is None or not err.why.startswith("timed out"):
+            if limit is None or not err.timed_out:
                 raise
             seconds = time.monotonic() - start
             step_line(f"{label} TIMED OUT after {seconds:.1f}s (log: {log})")
-            raise BuildError(name, step.name, argv, log, err.fields.get("tail") or "", None,
+            raise BuildError(name, step.name, argv, log, err.tail, None,
                              status=f"killed after the step_timeout of {settings.step_timeout}",
                              fix=f"read {log} to see where it hung; if the step is just slow, raise "
                              "step_timeout (hermitbuild.yaml or HERMITBUILD_STEP_TIMEOUT) and re-run: "
@@ -458,8 +458,7 @@ def _drop_files(recipe: Recipe, staged: Path, ctx: Mapping[str, str]) -> list[st
         pattern = expand(raw, ctx)
         matches = sorted(staged.glob(pattern))
         if not matches:
-            logger.warning("%s: drop_files entry %r matches nothing in the install (is it still needed?)",
-                           recipe.name, pattern)
+            logger.debug("%s: drop_files entry %r matches nothing in this install", recipe.name, pattern)
         for path in matches:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -482,8 +481,8 @@ def _refuse_shared_files(recipe: Recipe, recipes: RecipeSet, settings: Settings,
     mine = {e["path"] for e in entries if isinstance(e, dict) and e.get("type") != "dir"}
     root = str(install_root(recipe, settings))
     for other in recipes.order:
-        if other == recipe.name:
-            continue
+        if other == recipe.name or other in recipe.replaces or recipe.name in recipes[other].replaces:
+            continue  # a declared replacement: the replacing recipe is installed after the other
         stamp = _read_json(_install_stamp(other, settings))
         if not stamp or stamp.get("root") != root or not isinstance(stamp.get("files"), list):
             continue
@@ -497,7 +496,9 @@ def _refuse_shared_files(recipe: Recipe, recipes: RecipeSet, settings: Settings,
                 f"both install {listing} into {root}; whichever installed last would win, so the prefix "
                 "would depend on the order of (re)installs",
                 f"decide which recipe owns them and add `drop_files: [{shared[0]}]` (patterns allowed) "
-                f"to the other one's recipe file ({recipe.file} or {recipes[other].file})",
+                f"to the other one's recipe file ({recipe.file} or {recipes[other].file}); or, when one "
+                "is built after the other to install them again (a final build over a bootstrap one), "
+                "declare `replaces: [<the earlier recipe>]` in the later one",
                 recipe=recipe.name, other=other, shared=shared)
 
 

@@ -134,11 +134,15 @@ class PatchError(HermitBuildError):
 
 
 class CommandError(HermitBuildError):
-    """An external command failed."""
+    """An external command failed (``timed_out``: it was killed at its timeout; ``tail``: its
+    last lines of output)."""
+
+    timed_out: bool
+    tail: str
 
     def __init__(self, argv: Sequence[str], returncode: int | None, *, cwd: Path | str | None = None,
                  log_path: Path | str | None = None, tail: str = "", why: str = "",
-                 fix: str = "") -> None:
+                 fix: str = "", timed_out: bool = False) -> None:
         cmd = " ".join(str(a) for a in argv)
         if not why:
             why = (f"exit status {returncode}" if returncode is not None else "did not finish")
@@ -151,7 +155,7 @@ class CommandError(HermitBuildError):
         super().__init__(f"command failed: {cmd}" + (f" (in {cwd})" if cwd else ""), why, fix,
                          argv=[str(a) for a in argv], returncode=returncode,
                          cwd=str(cwd) if cwd else None,
-                         log_path=str(log_path) if log_path else None, tail=tail)
+                         log_path=str(log_path) if log_path else None, tail=tail, timed_out=timed_out)
 
 
 class ContainerError(HermitBuildError):

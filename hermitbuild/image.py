@@ -238,7 +238,7 @@ def _boot_check(qemu_args: Sequence[str], expect: str, timeout: float, *, what: 
         done = run(argv, log_path=qemu_log, check=False, timeout=timeout)
         returncode: int | None = done.returncode
     except CommandError as err:
-        if not err.why.startswith("timed out"):
+        if not err.timed_out:
             raise RunError(f"could not start {QEMU} for {what}", err.why, err.fix) from None
         timed_out, returncode = True, None
     finally:

@@ -274,7 +274,7 @@ def _boot(binary: Path, opts: RunOptions, settings: Settings, *, exec_prefix: Se
             done = run(argv, env=None if exec_prefix else env, log_path=log_path, echo=echo,
                        capture=True, check=False, timeout=opts.timeout)
     except CommandError as err:
-        if err.why.startswith("timed out"):
+        if err.timed_out:
             raise RunError(f"{binary.name} ran longer than {opts.timeout:g} s and was stopped",
                            "the unikernel did not exit in time (a hang, a crash that left qemu "
                            f"running, or a slow boot without KVM); kernel log saved at {log_path}",

@@ -27,6 +27,8 @@ The schema (every key; unknown keys are errors)::
     ignores_syscalls: false     # true: the syscall table cannot change what this recipe
                                 # builds, so its dependencies' keys enter its key as if the
                                 # table were empty (adding a system call does not rebuild it)
+    replaces: [gcc-stage1]      # dependencies whose files this recipe installs again, on purpose
+                                # (it is installed after them, so its copies are the ones kept)
     drop_files: [{target}/include/pthread.h]  # paths (under the install root; * and ? match)
                                 # left out of this recipe's artifact: another recipe owns them
     tree_from: gcc-stage1       # reuse that recipe's prepared tree (no sources/patches)
@@ -87,7 +89,7 @@ _PATCH_RE = re.compile(r"^(\d{4})-[A-Za-z0-9._+-]+\.patch$")
 RECIPE_KEYS = {"name", "version", "description", "image", "depends", "install_root",
                "build_in_source", "incremental", "syscalls", "ignores_syscalls", "tree_from", "patch_dir",
                "patch_strip", "source_date_epoch", "env", "sources", "steps", "variants",
-               "variant_setting", "drop_files"}
+               "variant_setting", "drop_files", "replaces"}
 VARIANT_KEYS = {"version", "description", "sources", "patch_dir", "steps", "env", "depends",
                 "source_date_epoch"}
 SOURCE_KEYS = {"git", "tarball", "commit", "submodules", "sha256", "filename",
@@ -182,6 +184,7 @@ class Recipe:
     steps: tuple[Step, ...] = ()
     variant: str | None = None
     drop_files: tuple[str, ...] = ()  # install-root-relative patterns left out of the artifact
+    replaces: tuple[str, ...] = ()  # dependencies whose files this recipe installs again
 
     @property
     def tree_owner(self) -> str:
@@ -576,6 +579,10 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
         raise c.error("'drop_files' must be a list of paths relative to the install root",
                       "write e.g. `drop_files: [\"{target}/include/pthread.h\"]`", node_for("drop_files"),
                       "drop_files", field="drop_files")
+    replaces = merged.get("replaces", []) or []
+    if not isinstance(replaces, list) or not all(isinstance(r, str) and r for r in replaces):
+        raise c.error("'replaces' must be a list of recipe names", "write e.g. `replaces: [gcc-stage1]`",
+                      node_for("replaces"), "replaces", field="replaces")
     for pattern in drop_files:
         _check_placeholders(c, pattern, node_for("drop_files"), "drop_files", "drop_files")
     image = _str(c, merged, "image", "", default="toolchain")
@@ -591,7 +598,7 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
         syscalls=syscalls, ignores_syscalls=ignores_syscalls, tree_from=tree_from, patch_dir=patch_dir,
         source_date_epoch=_int(c, merged, "source_date_epoch", "", None),
         env=_env(c, merged, ""), sources=sources, patches=patches, steps=steps, variant=variant,
-        drop_files=tuple(drop_files),
+        drop_files=tuple(drop_files), replaces=tuple(replaces),
     )
 
 
@@ -633,7 +640,15 @@ def load_recipes(recipes_dir: Path, patches_root: Path,
         raise RecipeError(f"dependency cycle: {cycle} (each depends on the next)",
                           f"remove one of these dependencies, e.g. '{dep}' from {rec.file.name}",
                           file=rec.file, line=_graph_line(rec, key, dep), field=key) from None
-    return RecipeSet(recipes=recipes, order=order)
+    rs = RecipeSet(recipes=recipes, order=order)
+    for rec in recipes.values():
+        for other in rec.replaces:
+            if other == rec.name or other not in rs.closure(rec.name):
+                raise RecipeError(f"'{rec.name}' replaces '{other}', which is not one of its dependencies",
+                                  "a recipe may only take over files of a recipe it is built after: add it "
+                                  "to `depends:` or remove it from `replaces:`", file=rec.file,
+                                  line=_graph_line(rec, "replaces", other), field="replaces")
+    return rs
 
 
 def _graph_line(rec: Recipe, key: str, item: str | None = None) -> int | None:

@@ -195,7 +195,7 @@ def run(
     if timed_out.is_set():
         raise CommandError(args, returncode, cwd=cwd, log_path=log_path, tail=tail_text,
                            why=f"timed out after {timeout:g}s and was killed",
-                           fix=fix or "raise the timeout or find out why it hangs")
+                           fix=fix or "raise the timeout or find out why it hangs", timed_out=True)
     if check and returncode != 0:
         raise CommandError(args, returncode, cwd=cwd, log_path=log_path, tail=tail_text, fix=fix)
     return Completed(tuple(args), returncode, "".join(captured), tail_text, seconds)

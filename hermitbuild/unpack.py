@@ -124,6 +124,12 @@ def _sanitise_mode(mode: int, is_dir: bool) -> int:
     return mode
 
 
+def _corrupt(archive: Path, why: str) -> UnpackError:
+    return UnpackError(f"cannot read archive {archive}: it is corrupt or truncated", why,
+                       "delete the file and fetch it again (or fix the mirror or override that "
+                       "provided it)", archive=str(archive))
+
+
 _CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 
 
@@ -133,10 +139,7 @@ def _extract_tar(archive: Path, tmp: Path, strip: int) -> int:
     try:
         return _extract_tar_members(archive, tmp, strip)
     except _CORRUPT as exc:
-        raise UnpackError(f"cannot read archive {archive}: it is corrupt or truncated",
-                          f"{type(exc).__name__}: {exc}",
-                          "delete the file and fetch it again (or fix the mirror or override that "
-                          "provided it)", archive=str(archive)) from None
+        raise _corrupt(archive, f"{type(exc).__name__}: {exc}") from None
 
 
 def _extract_tar_members(archive: Path, tmp: Path, strip: int) -> int:
@@ -224,16 +227,10 @@ def _check_tar_end(archive: Path, tar: tarfile.TarFile, count: int) -> None:
             if not chunk:
                 break
             if chunk.strip(b"\0"):
-                raise UnpackError(f"cannot read archive {archive}: it is corrupt",
-                                  f"data follows the point where the archive's members end (after "
-                                  f"{count} member(s)): a member header is damaged",
-                                  "delete the file and fetch it again (or fix the mirror or override "
-                                  "that provided it)", archive=str(archive))
+                raise _corrupt(archive, f"data follows the point where the archive's members end "
+                                        f"(after {count} member(s)): a member header is damaged")
     except (OSError, EOFError, tarfile.TarError, zlib.error, lzma.LZMAError) as exc:
-        raise UnpackError(f"cannot read archive {archive}: it is corrupt or truncated",
-                          f"the compressed data does not end cleanly: {exc}",
-                          "delete the file and fetch it again (or fix the mirror or override that "
-                          "provided it)", archive=str(archive)) from None
+        raise _corrupt(archive, f"the compressed data does not end cleanly: {exc}") from None
 
 
 def _extract_zip(archive: Path, tmp: Path, strip: int) -> int:
@@ -320,9 +317,7 @@ def safe_extract(archive: Path, dest: Path, strip_components: int = 1) -> None:
     try:
         is_tar = tarfile.is_tarfile(archive)
     except _CORRUPT as exc:  # the compressed stream breaks before the first header
-        raise UnpackError(f"cannot read archive {archive}: it is corrupt or truncated",
-                          f"{type(exc).__name__}: {exc}", "delete the file and fetch it again (or fix "
-                          "the mirror or override that provided it)", archive=str(archive)) from None
+        raise _corrupt(archive, f"{type(exc).__name__}: {exc}") from None
     if is_tar:
         extractor = _extract_tar
     elif zipfile.is_zipfile(archive):

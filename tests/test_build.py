@@ -584,3 +584,18 @@ def test_two_recipes_installing_the_same_file_is_refused_until_one_drops_it(worl
     (s2.stamps_dir / "install" / "dupb.json").unlink()
     build.build_recipe("dupb", rs2, s2)
     assert (s2.prefix / "share" / "shared.txt").read_text() == "from-a\n"
+
+
+
+@pytest.mark.podman
+def test_a_recipe_that_replaces_a_dependency_may_install_its_files_again(world):
+    """A final build over a bootstrap one (gcc over gcc-stage1, hermit over hermit-bootstrap):
+    `replaces:` names the earlier recipe, the later one's copies are kept, nothing is refused."""
+    root = world.make_root("dup-replace", ["dupa", "dupb"],
+                           values={"dupb": {"# @DROP@": "depends: [dupa]\nreplaces: [dupa]"}})
+    s = podman_settings(root, world.base / "dup-replace-ws")
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    build.build_all(["dupb"], rs, s)
+    assert (s.prefix / "share" / "shared.txt").read_text() == "from-b\n"
+    assert (s.prefix / "share" / "a.txt").is_file() and (s.prefix / "share" / "b.txt").is_file()
+    assert build.is_installed("dupa", rs, s) and build.is_installed("dupb", rs, s)

@@ -280,3 +280,25 @@ def test_ignores_syscalls_contradicting_syscalls(tmp_path: Path) -> None:
 
 def test_ignores_syscalls_in_the_real_set(real: RecipeSet) -> None:
     assert {n for n in real.order if real[n].ignores_syscalls} == {"gcc", "pthread-embedded"}
+
+
+
+def test_replaces_must_name_a_dependency(tmp_path):
+    """`replaces:` is allowed only toward a recipe this one is built after."""
+    (tmp_path / "recipes").mkdir()
+    for name, extra in (("a", ""), ("b", "replaces: [a]\n")):
+        (tmp_path / "recipes" / f"{name}.yaml").write_text(
+            GOOD.format(name=name, depends="[]", commit=COMMIT) + extra)
+    with pytest.raises(RecipeError, match="'b' replaces 'a', which is not one of its dependencies") as err:
+        load_recipes(tmp_path / "recipes", tmp_path / "patches")
+    assert err.value.line is not None and err.value.file.name == "b.yaml"
+
+
+def test_real_recipes_declare_their_replacements_and_drops():
+    """The chain's intended double installs: the final gcc and HermitCore over their bootstrap
+    builds; newlib leaves pthread-embedded's headers to it; no artifact carries the Info index."""
+    real = load_recipes(ROOT / "recipes", ROOT / "patches", {"gcc_variant": "upstream"})
+    assert real["gcc"].replaces == ("gcc-stage1",) and real["hermit"].replaces == ("hermit-bootstrap",)
+    assert "{target}/include/pthread.h" in real["newlib"].drop_files
+    for name in ("binutils", "gcc-stage1", "gcc", "newlib"):
+        assert "share/info/dir" in real[name].drop_files, name
