@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hermitbuild import cache
+from hermitbuild.fsutil import sha256_file
 from hermitbuild.cache import (LocalCache, cache_cli, pack_artifact, parse_size, read_manifest,
                                restore_artifact, verify_artifact)
 from hermitbuild.errors import ArtifactError, CacheError, ConfigError
@@ -218,7 +219,7 @@ def test_failure_while_merging_rolls_back(artifact: Path, dest: Path, monkeypatc
     if not hard_links:
         def no_link(*a, **kw):
             raise OSError(1, "Operation not permitted")
-        monkeypatch.setattr(cache.os, "link", no_link)
+        monkeypatch.setattr(os, "link", no_link)
     before = snapshot(dest)
     real = {"replace": os.replace, "rename": os.rename}
     calls = {"n": 0}
@@ -234,12 +235,12 @@ def test_failure_while_merging_rolls_back(artifact: Path, dest: Path, monkeypatc
             return real[name](src, dst)
         return inner
 
-    monkeypatch.setattr(cache.os, "replace", flaky("replace"))
-    monkeypatch.setattr(cache.os, "rename", flaky("rename"))
+    monkeypatch.setattr(os, "replace", flaky("replace"))
+    monkeypatch.setattr(os, "rename", flaky("rename"))
     with pytest.raises(CacheError, match="cannot restore"):
         restore_artifact(artifact, dest, KEY_A)
-    monkeypatch.setattr(cache.os, "replace", real["replace"])
-    monkeypatch.setattr(cache.os, "rename", real["rename"])
+    monkeypatch.setattr(os, "replace", real["replace"])
+    monkeypatch.setattr(os, "rename", real["rename"])
     assert calls["n"] == fail_at
     assert snapshot(dest) == before
     # and the same artifact restores fine afterwards
@@ -322,7 +323,7 @@ def test_put_get_has_list_stats(tmp_path: Path, artifact: Path) -> None:
     assert stored == tmp_path / "cache" / KEY_A[:2] / KEY_A
     assert stored.read_bytes() == artifact.read_bytes() and artifact.exists()
     sidecar = (stored.parent / f"{KEY_A}.sha256").read_text().split()
-    assert sidecar == [cache.sha256_file(artifact)[0], KEY_A]
+    assert sidecar == [sha256_file(artifact)[0], KEY_A]
     assert lc.has(KEY_A) and lc.get(KEY_A) == stored
     assert [e.key for e in lc.list()] == [KEY_A]
     assert lc.stats()["entries"] == 1 and lc.stats()["size"] == stored.stat().st_size
@@ -354,7 +355,7 @@ def test_install_from_cache_discards_an_artifact_that_fails_restore(tmp_path: Pa
     good = pack_artifact(stage, KEY_A, INPUTS, tmp_path / "a.tar.gz")
     stored = lc.put(KEY_A, good)
     shutil.copyfile(wrong, stored)
-    (stored.parent / f"{KEY_A}.sha256").write_text(f"{cache.sha256_file(stored)[0]}  {KEY_A}\n")
+    (stored.parent / f"{KEY_A}.sha256").write_text(f"{sha256_file(stored)[0]}  {KEY_A}\n")
     dest = tmp_path / "prefix"
     with caplog.at_level(logging.WARNING, logger="hermitbuild.cache"):
         assert cache.install_from_cache(KEY_A, dest, lc, None) is None
@@ -370,7 +371,7 @@ def test_verify_finds_deep_problems(tmp_path: Path, stage: Path) -> None:
     # KEY_B's bytes replaced by KEY_A's artifact, sidecar updated: only a deep check notices
     shutil.copyfile(lc.path(KEY_A), lc.path(KEY_B))
     (lc.path(KEY_B).parent / f"{KEY_B}.sha256").write_text(
-        f"{cache.sha256_file(lc.path(KEY_B))[0]}  {KEY_B}\n")
+        f"{sha256_file(lc.path(KEY_B))[0]}  {KEY_B}\n")
     bad = lc.verify()
     assert [k for k, _ in bad] == [KEY_B]
     assert lc.has(KEY_A) and not lc.has(KEY_B)
@@ -460,7 +461,7 @@ def test_cli_stats_list_prune_verify(tmp_path: Path, stage: Path, capsys) -> Non
     assert "3 good, 0 bad" in capsys.readouterr().out
     lc.path(key(1)).write_bytes(b"garbage")
     (lc.path(key(1)).parent / f"{key(1)}.sha256").write_text(
-        f"{cache.sha256_file(lc.path(key(1)))[0]}  {key(1)}\n")
+        f"{sha256_file(lc.path(key(1)))[0]}  {key(1)}\n")
     assert cache_cli(["verify"], settings) == 1
     out = capsys.readouterr().out
     assert f"{key(1)}  BAD" in out and "2 good, 1 bad" in out
@@ -503,7 +504,7 @@ def test_restore_without_hard_links_still_rolls_back(artifact: Path, dest: Path,
     def no_link(*a, **kw):
         raise OSError(1, "Operation not permitted")
 
-    monkeypatch.setattr(cache.os, "link", no_link)
+    monkeypatch.setattr(os, "link", no_link)
     before = snapshot(dest)
     real_replace = os.replace
 
@@ -516,11 +517,11 @@ def test_restore_without_hard_links_still_rolls_back(artifact: Path, dest: Path,
             raise OSError(28, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(cache.os, "replace", fail_late)
+    monkeypatch.setattr(os, "replace", fail_late)
     with pytest.raises(CacheError):
         restore_artifact(artifact, dest, KEY_A)
     assert failed and snapshot(dest) == before
-    monkeypatch.setattr(cache.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     restore_artifact(artifact, dest, KEY_A)
     assert (dest / "keep").read_text() == "keep me"
 
@@ -536,7 +537,7 @@ def test_read_only_cache_directory_can_still_be_read(tmp_path: Path, artifact: P
             raise PermissionError(13, "Permission denied", str(path))
         return builtins.open(path, *a, **kw)
 
-    monkeypatch.setattr(cache, "open", no_lock, raising=False)
+    monkeypatch.setattr(cache.local, "open", no_lock, raising=False)
     assert lc.get(KEY_A) is not None
     with pytest.raises(CacheError, match="cannot use the local cache"):
         lc.put(KEY_A, artifact)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hermitbuild import cache
+from hermitbuild.errors import CacheError
 from hermitbuild.cache import (LocalCache, RemoteCache, cache_cli, checksum_key, compute_key, fetch_artifact,
                                install_from_cache, pack_artifact, publish)
 from hermitbuild.recipe import Recipe, RecipeSet
@@ -86,7 +87,7 @@ def test_read_only_mode_never_puts(tmp_path: Path, nginx: NginxServer, art: Path
         publish(key(1), art, LocalCache(tmp_path / "c", 0), remote)
     assert "read-only" in caplog.text
     settings = settings_at(tmp_path, remote_cache=nginx.url, remote_cache_mode="read")
-    with pytest.raises(cache.CacheError, match="not writable"):
+    with pytest.raises(CacheError, match="not writable"):
         cache_cli(["push"], settings)
     assert "PUT" not in nginx.methods(), "a read-only client sent a PUT"
     # reading works in read-only mode

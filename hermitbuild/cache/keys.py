@@ -1,0 +1,139 @@
+"""Cache keys: one sha256 over everything that determines a recipe's installed output.
+
+Contract: see :mod:`hermitbuild.cache` (Keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from typing import Any, Callable
+
+from ..errors import CacheError, ConfigError
+from ..recipe import Recipe, RecipeSet
+from ..settings import Settings
+from ..settings import parse_size as settings_parse_size
+
+logger = logging.getLogger(__name__)
+
+
+KEY_FORMAT = 1
+_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+# --- helpers
+
+def canonical_json(data: Any) -> str:
+    """The one JSON rendering that keys are computed from."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def checksum_key(key: str) -> str:
+    """The remote name of the checksum object of ``key``: itself 64 hex digits, so that stores
+    which accept only sha256-shaped keys (bazel-remote's ``/ac/``) hold it too."""
+    return hashlib.sha256(f"hermitbuild-checksum:{check_key(key)}".encode("ascii")).hexdigest()
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is 64 lower-case hex digits, else raise CacheError."""
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise CacheError(f"invalid cache key {key!r}",
+                         "a cache key is the 64 lower-case hex digits of a sha256",
+                         "copy the key from `doit cache list`")
+    return key
+
+
+def parse_size(text: str | int, field: str = "cache_max_size") -> int:
+    """A size (see :func:`hermitbuild.settings.parse_size`); a ConfigError naming ``field`` if not."""
+    try:
+        return settings_parse_size(text)
+    except ValueError as exc:
+        raise ConfigError(f"{field}: {exc}", f"write e.g. `{field}: 20G` (K, M, G, T suffixes; plain "
+                          "number = bytes)", field=field) from None
+
+
+# --- keys
+
+def recipe_definition(recipe: Recipe) -> dict[str, Any]:
+    """The canonical, path-free definition of a recipe that enters its key."""
+    return {
+        "name": recipe.name,
+        "version": recipe.version,
+        "image": recipe.image,
+        "depends": list(recipe.depends),
+        "install_root": recipe.install_root,
+        "build_in_source": recipe.build_in_source,
+        "source_date_epoch": recipe.source_date_epoch,
+        "env": [[k, v] for k, v in recipe.env],
+        "steps": [{"name": s.name, "kind": s.kind, "args": list(s.args), "cwd": s.cwd,
+                   "env": [[k, v] for k, v in s.env]} for s in recipe.steps],
+        "variant": recipe.variant,
+        # only when set, so that recipes without it keep their keys (and their cached artifacts)
+        **({"drop_files": list(recipe.drop_files)} if recipe.drop_files else {}),
+    }
+
+
+def uses_placeholder(recipe: Recipe, name: str) -> bool:
+    """Whether ``{name}`` appears in a step argument or an env value of ``recipe``."""
+    mark = "{" + name + "}"
+    texts = [v for _, v in recipe.env]
+    for step in recipe.steps:
+        texts.extend(step.args)
+        texts.extend(v for _, v in step.env)
+    return any(mark in t for t in texts)
+
+
+def build_settings(settings: Settings, recipe: Recipe) -> dict[str, Any]:
+    """The settings whose values end up inside the files ``recipe`` builds.
+
+    prefix and tools are baked into every recipe's output; ``hermit_languages`` only
+    reaches recipes that pass ``{hermit_languages}`` on (and, through the dependency
+    keys, what is built on top of them), so changing it does not rebuild binutils."""
+    out: dict[str, Any] = {"prefix": str(settings.prefix), "tools": str(settings.tools)}
+    if uses_placeholder(recipe, "hermit_languages"):
+        out["hermit_languages"] = list(settings.hermit_languages)
+    return out
+
+
+def compute_key(recipe: Recipe, recipes: RecipeSet, settings: Settings, *,
+                tree_id: Callable[[Recipe], str],
+                image_id: Callable[[str], str],
+                empty_table_tree_id: Callable[[Recipe], str] | None = None) -> tuple[str, dict]:
+    """(hex key, inputs) of ``recipe``; dependencies' keys are computed recursively (memoised).
+
+    Below a recipe with ``ignores_syscalls`` every tree id comes from
+    ``empty_table_tree_id`` (the tree as the empty syscall table leaves it; default
+    ``tree_id``), so a table change does not reach that recipe's key."""
+    memo: dict[tuple[str, bool], tuple[str, dict]] = {}
+    images: dict[str, str] = {}
+
+    def image_of(name: str) -> str:
+        if name not in images:
+            images[name] = str(image_id(name))
+        return images[name]
+
+    def key_of(rec: Recipe, chain: tuple[str, ...], blind: bool) -> tuple[str, dict]:
+        if (rec.name, blind) in memo:
+            return memo[rec.name, blind]
+        if rec.name in chain:
+            raise CacheError(f"dependency cycle while computing the key of '{rec.name}'",
+                             " -> ".join((*chain, rec.name)), "remove one of these dependencies")
+        below = blind or rec.ignores_syscalls
+        deps = {dep: key_of(recipes[dep], (*chain, rec.name), below)[0] for dep in rec.depends}
+        tree = (empty_table_tree_id or tree_id)(rec) if blind else tree_id(rec)
+        inputs = {
+            "format": KEY_FORMAT,
+            "recipe": recipe_definition(rec),
+            "tree": str(tree),
+            "image": image_of(rec.image),
+            "target": settings.target,
+            "build_settings": build_settings(settings, rec),
+            "deps": deps,
+        }
+        key = hashlib.sha256(canonical_json(inputs).encode("ascii")).hexdigest()
+        memo[rec.name, blind] = (key, inputs)
+        return memo[rec.name, blind]
+
+    return key_of(recipe, (), False)

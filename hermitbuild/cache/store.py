@@ -1,0 +1,86 @@
+"""The glue the build uses: open the caches, look a key up (local, then remote), restore, publish.
+
+Contract: see :mod:`hermitbuild.cache` (the last paragraph).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import ArtifactError, CacheError, HermitBuildError
+from ..settings import Settings
+from .restore import restore_artifact
+from .keys import parse_size
+from .local import LocalCache
+from .remote import RemoteCache
+
+logger = logging.getLogger(__name__)
+
+
+def open_caches(settings: Settings) -> tuple[LocalCache, RemoteCache | None]:
+    """The local cache and (when the mode is not off) the remote cache of these settings."""
+    cache_dir = settings.cache_dir or (settings.build_dir / "cache")
+    local = LocalCache(cache_dir, parse_size(settings.cache_max_size))
+    remote = None
+    if settings.remote_cache_mode != "off":
+        remote = RemoteCache(settings.remote_cache, settings.remote_cache_mode,
+                             settings.remote_cache_token)
+    return local, remote
+
+
+def fetch_artifact(key: str, local: LocalCache, remote: RemoteCache | None) -> Path | None:
+    """The artifact of ``key`` in the local cache, downloading it from the remote on a local miss."""
+    path = local.get(key)
+    if path is not None or remote is None:
+        return path
+    incoming = local.root / ".incoming"
+    try:
+        incoming.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{key[:12]}.", dir=incoming))
+    except OSError as exc:
+        logger.warning("cannot use the local cache %s (%s); skipping the remote", local.root, exc)
+        return None
+    try:
+        got = remote.get(key, tmp / key)
+        if got is None:
+            return None
+        try:
+            return local.put(key, got, move=True)
+        except HermitBuildError as exc:
+            logger.warning("could not store the downloaded artifact %s: %s", key[:12], exc)
+            return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def install_from_cache(key: str, dest_root: Path, local: LocalCache,
+                       remote: RemoteCache | None) -> list[str] | None:
+    """Restore ``key`` into ``dest_root`` from the caches; None means "not cached, build it".
+
+    A corrupt or mismatching artifact is logged, discarded from the local cache and reported
+    as None.  Conflicts in ``dest_root`` (CacheError that is not ArtifactError) propagate.
+    """
+    path = fetch_artifact(key, local, remote)
+    if path is None:
+        return None
+    try:
+        return restore_artifact(path, dest_root, key)
+    except ArtifactError as exc:
+        logger.warning("%s\n  discarding it; the recipe will be built", exc)
+        try:
+            local.remove(key)
+        except (CacheError, OSError) as err:
+            logger.warning("could not delete the bad artifact %s: %s", path, err)
+        return None
+
+
+def publish(key: str, artifact: Path, local: LocalCache, remote: RemoteCache | None,
+            push: bool = True) -> Path:
+    """Store ``artifact`` locally and (when ``push`` and the remote is read-write) push it."""
+    stored = local.put(key, artifact)
+    if push and remote is not None and remote.mode == "readwrite":
+        remote.put(key, stored)
+    return stored
