@@ -5,8 +5,8 @@ Contract:
   for one recipe whose dependencies are installed already (``doit build:<name>``
   depends on ``build:<dep>``; :func:`build_all` builds a closure in order):
 
-  1. key = :func:`hermitbuild.cache.compute_key` (tree identity from
-     :func:`hermitbuild.plan.tree_id`, image identity from
+  1. key = :func:`hermitbuild.cache.keys.recipe_key` (the tree identity from
+     :func:`hermitbuild.plan.tree_id`, the image identity from
      :func:`hermitbuild.container.image_hash`);
   2. the install stamp ``<stamps>/install/<name>.json`` holds this key and its
      files are in the install root -> nothing to do;
@@ -88,9 +88,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import cache, container, doctor, fetch, plan
+from .cache import keys
 from .progress import history, live_step, record, remember, step_line
 from .errors import BuildError, CommandError, ConfigError, ContainerError, HermitBuildError
 from .recipe import Recipe, RecipeSet, Step, expand
@@ -106,44 +107,8 @@ DEFAULT_PATH = "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # --------------------------------------------------------------------------- keys and paths
 
-def _tree_id_fn(recipes: RecipeSet, settings: Settings, blank_owner: str | None = None,
-                empty_table: bool = False) -> Callable[[Recipe], str]:
-    memo: dict[str, str] = {}
-
-    def tree_id(rec: Recipe) -> str:
-        if blank_owner is not None and rec.tree_owner == blank_owner:
-            return ""
-        if rec.name not in memo:
-            memo[rec.name] = plan.tree_id(rec, recipes, settings, empty_table=empty_table)
-        return memo[rec.name]
-
-    return tree_id
-
-
-def _key(rec: Recipe, recipes: RecipeSet, settings: Settings, blank_owner: str | None = None,
-         empty_table: bool = False) -> tuple[str, dict]:
-    return cache.compute_key(rec, recipes, settings,
-                             tree_id=_tree_id_fn(recipes, settings, blank_owner, empty_table),
-                             image_id=_image_id_fn(settings),
-                             empty_table_tree_id=_tree_id_fn(recipes, settings, blank_owner,
-                                                             empty_table=True))
-
-
-def _image_id_fn(settings: Settings) -> Callable[[str], str]:
-    return lambda image: container.image_hash(image, settings)
-
-
-def recipe_key(name: str, recipes: RecipeSet, settings: Settings) -> tuple[str, dict]:
-    """(key, inputs) of a recipe, exactly as the cache computes it."""
-    return _key(recipes[name], recipes, settings)
-
-
-def definition_key(name: str, recipes: RecipeSet, settings: Settings) -> str:
-    """The key with this recipe's own tree left out and every other tree as the empty syscall
-    table leaves it (for incremental rebuilds: a syscall change that also rebuilt the kernel
-    below newlib is still one make in newlib's build directory)."""
-    return _key(recipes[name], recipes, settings, blank_owner=recipes[name].tree_owner,
-                empty_table=True)[0]
+recipe_key = keys.recipe_key
+definition_key = keys.definition_key
 
 
 def install_root(recipe: Recipe, settings: Settings) -> Path:

@@ -182,7 +182,9 @@ def do_smoke(settings: Settings) -> None:
 
 
 def action(fn: Callable[..., Any], settings: Settings, *args: Any):
-    """A doit python-action: run ``fn(settings, *args)``; failures become clean TaskFailed messages."""
+    """A doit python-action: run ``fn(settings, *args)``; failures become clean TaskFailed messages.
+    Actions may write: first what the uptodate checks left pending (override digest caches)."""
+    prepare.write_pending_digest_caches()
     try:
         fn(settings, *args)
     except HermitBuildError as err:
@@ -263,9 +265,11 @@ def action_args(fn: Callable[[Settings, list[str]], int], task: str, settings: S
 # --------------------------------------------------------------------------- uptodate
 
 def _safe(check: Callable[[], bool]) -> bool:
-    """An uptodate check that cannot decide (bad input) says 'not up to date' so the action reports it."""
+    """An uptodate check that cannot decide (bad input) says 'not up to date' so the action reports
+    it.  Checks change nothing: the override digest caches are only read here."""
     try:
-        return bool(check())
+        with prepare.digest_caches_read_only():
+            return bool(check())
     except HermitBuildError as err:
         logger.debug("uptodate check failed: %s", err)
         return False

@@ -3,8 +3,8 @@
 Contract:
 - :func:`tree_path` is ``settings.src_dir / recipe.tree_owner``: recipes with
   ``tree_from`` share their owner's tree, and every function here works on the
-  owner (given a borrowing recipe it loads the owner's recipe file from the same
-  directory).
+  owner: :mod:`hermitbuild.plan` passes the tree owner from the RecipeSet, and a borrowing
+  recipe given here is refused.
 - :func:`tree_identity` is the sha256 (hex) of everything that makes the tree:
   the owner's source pins (kind, commit/sha256, dest, strip_components,
   submodules; not the URL, so moving a mirror changes nothing) *or*, for a
@@ -43,6 +43,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import contextlib
 import hashlib
 import json
 import logging
@@ -58,7 +59,7 @@ from . import fetch
 from .errors import ConfigError, HermitBuildError, RecipeError
 from .fsutil import file_lock, read_json, rmtree, write_atomic
 from .patch import apply_series
-from .recipe import Recipe, load_recipe
+from .recipe import Recipe
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -71,14 +72,13 @@ _RACY_NS = 2_000_000_000  # files modified this recently are never taken from th
 # ---------------------------------------------------------------------- owners and paths
 
 def _owner(recipe: Recipe, settings: Settings) -> Recipe:
-    """The recipe that owns ``recipe``'s tree (itself unless it has ``tree_from``)."""
-    if not recipe.tree_from:
-        return recipe
-    path = recipe.file.parent / f"{recipe.tree_from}.yaml"
-    if not path.exists():
-        raise RecipeError(f"tree_from names '{recipe.tree_from}' but {path} does not exist",
-                          "point tree_from at an existing recipe", file=recipe.file, field="tree_from")
-    return load_recipe(path, settings.patches_dir, settings.variant_values)
+    """``recipe`` itself, which must own its tree: a borrowing recipe's owner comes from the
+    RecipeSet (:func:`hermitbuild.plan.owner`), never from reading recipe files again here."""
+    if recipe.tree_from:
+        raise RecipeError(f"'{recipe.name}' borrows its tree from '{recipe.tree_from}'; the tree is "
+                          "prepared for its owner", "prepare the owner's tree (hermitbuild.plan does)",
+                          file=recipe.file, field="tree_from")
+    return recipe
 
 
 def tree_path(recipe: Recipe, settings: Settings) -> Path:
@@ -162,11 +162,41 @@ def dir_digest(root: Path, cache_file: Path | None = None) -> str:
             h.update(f"f\0{rel}\0{mode}\0{digest}\n".encode("utf-8", "surrogateescape"))
         # sockets, fifos, devices: not part of a source tree, ignored
     if cache_file is not None and fresh != cache:
-        try:
-            write_atomic(cache_file, json.dumps({"root": str(root), "files": fresh}))
-        except OSError as exc:  # a cache only
-            logger.debug("cannot write %s: %s", cache_file, exc)
+        if _READ_ONLY:
+            _PENDING[cache_file] = {"root": str(root), "files": fresh}
+        else:
+            _write_digest_cache(cache_file, {"root": str(root), "files": fresh})
     return h.hexdigest()
+
+
+_READ_ONLY = False  # inside uptodate checks: the digest caches are read, never written
+_PENDING: dict[Path, dict] = {}  # what those checks would have written
+
+
+def _write_digest_cache(cache_file: Path, data: dict) -> None:
+    try:
+        write_atomic(cache_file, json.dumps(data))
+    except OSError as exc:  # a cache only
+        logger.debug("cannot write %s: %s", cache_file, exc)
+
+
+@contextlib.contextmanager
+def digest_caches_read_only() -> Iterator[None]:
+    """Within the block, :func:`dir_digest` writes no file (doit's uptodate checks must not
+    change anything); what it would write waits for :func:`write_pending_digest_caches`."""
+    global _READ_ONLY
+    before, _READ_ONLY = _READ_ONLY, True
+    try:
+        yield
+    finally:
+        _READ_ONLY = before
+
+
+def write_pending_digest_caches() -> None:
+    """Write what read-only digest computations left pending (an action calls this)."""
+    while _PENDING:
+        cache_file, data = _PENDING.popitem()
+        _write_digest_cache(cache_file, data)
 
 
 _RUN_DIGESTS: dict[str, str] | None = None  # override path -> digest, once per doit run

@@ -24,7 +24,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
 from .yamlutil import LineDict, load_yaml
@@ -313,6 +313,74 @@ def _check_type(name: str, value: Any, file: Path | None, line: int | None,
     return value
 
 
+HERMIT_LANGUAGES = ("C", "CXX", "Fortran", "Go")
+_TARGET_RE = re.compile(r"^[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)+$")
+
+
+def _validate(kwargs: Mapping[str, Any], where: Callable[[str], dict[str, Any]]) -> None:
+    """Every value check of the settings (types were checked while reading); ``where(name)``
+    names the file and line, or the variable, of a setting."""
+    if not Path(kwargs.get("prefix", "/opt/hermit")).is_absolute():
+        raise ConfigError("prefix must be absolute", "write e.g. `prefix: /opt/hermit`", **where("prefix"))
+    if kwargs.get("runtime", "auto") not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {kwargs['runtime']!r}",
+                          "write `runtime: auto` to pick podman or docker automatically",
+                          **where("runtime"))
+    if kwargs.get("gcc_variant", "upstream") not in GCC_VARIANTS:
+        raise ConfigError(f"gcc_variant must be one of {', '.join(GCC_VARIANTS)}, "
+                          f"got {kwargs['gcc_variant']!r}",
+                          "write `gcc_variant: upstream` (GCC 12.2 + patches) or `fork` (hermitcore/gcc)",
+                          **where("gcc_variant"))
+    if kwargs.get("kvm", "auto") not in ("auto", "on", "off"):
+        raise ConfigError(f"kvm must be auto, on or off, got {kwargs['kvm']!r}",
+                          "write `kvm: auto` (use /dev/kvm when usable), `on` or `off`", **where("kvm"))
+    if parse_duration(kwargs.get("step_timeout", "0")) is None:
+        raise ConfigError(f"step_timeout must be a duration, got {kwargs['step_timeout']!r}",
+                          "write e.g. `step_timeout: 3h` (or 90m, 600s; 0 for no limit)",
+                          **where("step_timeout"))
+    if kwargs.get("remote_cache_mode", "off") not in REMOTE_MODES:
+        raise ConfigError(f"remote_cache_mode must be one of {', '.join(REMOTE_MODES)}, "
+                          f"got {kwargs['remote_cache_mode']!r}",
+                          "write `remote_cache_mode: read` or `readwrite`", **where("remote_cache_mode"))
+    if kwargs.get("remote_cache_mode", "off") != "off" and not kwargs.get("remote_cache"):
+        raise ConfigError("remote_cache_mode is on but remote_cache (the base URL) is empty",
+                          "set remote_cache to e.g. https://cache.example.org/hermit or the mode to off",
+                          **where("remote_cache"))
+    for name, default in (("download_stall", "60s"), ("download_deadline", "2h")):
+        if parse_duration(kwargs.get(name, default)) is None:
+            raise ConfigError(f"{name} must be a duration, got {kwargs[name]!r}",
+                              f"write e.g. `{name}: {default}` (s, m, h suffixes)", **where(name))
+    if parse_duration(kwargs.get("download_stall", "60s")) == 0:
+        raise ConfigError("download_stall must be more than 0", "write e.g. `download_stall: 60s`",
+                          **where("download_stall"))
+    try:
+        parse_size(kwargs.get("download_min_rate", "1K"))
+    except ValueError as exc:
+        raise ConfigError(f"download_min_rate: {exc}", "write e.g. `download_min_rate: 1K` (bytes per "
+                          "second)", **where("download_min_rate")) from None
+    if kwargs.get("jobs", 0) < 0:
+        raise ConfigError(f"jobs must be 0 (all CPUs) or more, got {kwargs['jobs']}",
+                          "write e.g. `jobs: 4`", **where("jobs"))
+    try:
+        parse_size(kwargs.get("cache_max_size", "20G"))
+    except ValueError as exc:
+        raise ConfigError(str(exc), "write e.g. `cache_max_size: 20G` (K, M, G, T suffixes; a plain "
+                          "number is bytes)", **where("cache_max_size")) from None
+    if kwargs.get("remote_cache_mode", "off") != "off" and \
+            not re.match(r"^https?://[^/\s]+", kwargs.get("remote_cache", "")):
+        raise ConfigError(f"remote_cache must be an http(s) URL, got {kwargs['remote_cache']!r}",
+                          "write e.g. `remote_cache: https://cache.example.org/hermit`",
+                          **where("remote_cache"))
+    unknown = [lang for lang in kwargs.get("hermit_languages", ()) if lang not in HERMIT_LANGUAGES]
+    if unknown:
+        raise ConfigError(f"hermit_languages has {', '.join(map(repr, unknown))}, which HermitCore's "
+                          "cmake does not know", "use some of: " + ", ".join(HERMIT_LANGUAGES),
+                          **where("hermit_languages"))
+    if not _TARGET_RE.match(kwargs.get("target", "x86_64-hermit")):
+        raise ConfigError(f"target {kwargs['target']!r} is not a target triple",
+                          "write `target: x86_64-hermit`", **where("target"))
+
+
 def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None,
                   file: Path | str | None = None) -> Settings:
     """Read, override and validate the settings; see the module docstring."""
@@ -385,52 +453,7 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     if kwargs.get("cache_dir") is None:
         kwargs["cache_dir"] = _default_cache_dir(environ)
 
-    if not Path(kwargs.get("prefix", "/opt/hermit")).is_absolute():
-        raise ConfigError("prefix must be absolute", "write e.g. `prefix: /opt/hermit`", **where("prefix"))
-    if kwargs.get("runtime", "auto") not in RUNTIMES:
-        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {kwargs['runtime']!r}",
-                          "write `runtime: auto` to pick podman or docker automatically",
-                          **where("runtime"))
-    if kwargs.get("gcc_variant", "upstream") not in GCC_VARIANTS:
-        raise ConfigError(f"gcc_variant must be one of {', '.join(GCC_VARIANTS)}, "
-                          f"got {kwargs['gcc_variant']!r}",
-                          "write `gcc_variant: upstream` (GCC 12.2 + patches) or `fork` (hermitcore/gcc)",
-                          **where("gcc_variant"))
-    if kwargs.get("kvm", "auto") not in ("auto", "on", "off"):
-        raise ConfigError(f"kvm must be auto, on or off, got {kwargs['kvm']!r}",
-                          "write `kvm: auto` (use /dev/kvm when usable), `on` or `off`", **where("kvm"))
-    if parse_duration(kwargs.get("step_timeout", "0")) is None:
-        raise ConfigError(f"step_timeout must be a duration, got {kwargs['step_timeout']!r}",
-                          "write e.g. `step_timeout: 3h` (or 90m, 600s; 0 for no limit)",
-                          **where("step_timeout"))
-    if kwargs.get("remote_cache_mode", "off") not in REMOTE_MODES:
-        raise ConfigError(f"remote_cache_mode must be one of {', '.join(REMOTE_MODES)}, "
-                          f"got {kwargs['remote_cache_mode']!r}",
-                          "write `remote_cache_mode: read` or `readwrite`", **where("remote_cache_mode"))
-    if kwargs.get("remote_cache_mode", "off") != "off" and not kwargs.get("remote_cache"):
-        raise ConfigError("remote_cache_mode is on but remote_cache (the base URL) is empty",
-                          "set remote_cache to e.g. https://cache.example.org/hermit or the mode to off",
-                          **where("remote_cache"))
-    for name, default in (("download_stall", "60s"), ("download_deadline", "2h")):
-        if parse_duration(kwargs.get(name, default)) is None:
-            raise ConfigError(f"{name} must be a duration, got {kwargs[name]!r}",
-                              f"write e.g. `{name}: {default}` (s, m, h suffixes)", **where(name))
-    if parse_duration(kwargs.get("download_stall", "60s")) == 0:
-        raise ConfigError("download_stall must be more than 0", "write e.g. `download_stall: 60s`",
-                          **where("download_stall"))
-    try:
-        parse_size(kwargs.get("download_min_rate", "1K"))
-    except ValueError as exc:
-        raise ConfigError(f"download_min_rate: {exc}", "write e.g. `download_min_rate: 1K` (bytes per "
-                          "second)", **where("download_min_rate")) from None
-    if kwargs.get("jobs", 0) < 0:
-        raise ConfigError(f"jobs must be 0 (all CPUs) or more, got {kwargs['jobs']}",
-                          "write e.g. `jobs: 4`", **where("jobs"))
-    try:
-        parse_size(kwargs.get("cache_max_size", "20G"))
-    except ValueError as exc:
-        raise ConfigError(str(exc), "write e.g. `cache_max_size: 20G` (K, M, G, T suffixes; a plain "
-                          "number is bytes)", **where("cache_max_size")) from None
+    _validate(kwargs, where)
     token_env = kwargs.get("remote_cache_token_env", "HERMITBUILD_CACHE_TOKEN")
     kwargs["remote_cache_token"] = environ.get(token_env, "") if token_env else ""
     return Settings(root=root, file=path if path.exists() else None, origins=origins, **kwargs)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hermitbuild import prepare
-from hermitbuild.errors import ConfigError, HermitBuildError, PatchError
-from hermitbuild.recipe import Recipe, load_recipe
+from hermitbuild import plan, prepare
+from hermitbuild.errors import ConfigError, HermitBuildError, PatchError, RecipeError
+from hermitbuild.recipe import Recipe, load_recipe, load_recipes
 from hermitbuild.settings import Settings
 
 from helpers_prepare import git, lines, make_patch, snapshot, write_tree
@@ -286,13 +286,16 @@ def test_tree_from_shares_the_owner_tree(env: Env) -> None:
         "name: hermit\nversion: \"1\"\ndescription: borrower\ntree_from: hermit-bootstrap\n"
         "steps:\n  - name: build\n    make: [all]\n")
     s = env.settings()
-    hermit = env.recipe("hermit")
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    hermit = rs["hermit"]
     assert prepare.tree_path(hermit, s) == s.src_dir / "hermit-bootstrap"
-    assert prepare.tree_identity(hermit, s) == prepare.tree_identity(env.recipe("hermit-bootstrap"), s)
-    tree = prepare.prepare_tree(hermit, s)
+    assert plan.tree_id(hermit, rs, s) == plan.tree_id(rs["hermit-bootstrap"], rs, s)
+    tree = plan.ensure_prepared(hermit, rs, s)
     assert tree == s.src_dir / "hermit-bootstrap" and (tree / "CMakeLists.txt").exists()
-    assert prepare.is_prepared(hermit, s) and prepare.is_prepared(env.recipe("hermit-bootstrap"), s)
+    assert plan.is_prepared(hermit, rs, s) and plan.is_prepared(rs["hermit-bootstrap"], rs, s)
     assert not (s.src_dir / "hermit").exists()
+    with pytest.raises(RecipeError, match="borrows its tree"):  # prepare works on owners only
+        prepare.tree_identity(hermit, s)
 
 
 def test_deleted_tree_is_not_prepared(env: Env) -> None:
@@ -414,3 +417,21 @@ def test_failed_swap_keeps_old_tree_and_stamp(env: Env, monkeypatch) -> None:
         prepare.prepare_tree(env.recipe("a"), s)
     assert snapshot(tree) == old_tree and stamp_file.read_bytes() == old_stamp
     assert leftovers(s) == []
+
+
+def test_uptodate_checks_write_no_digest_cache_and_the_next_action_does(env: Env, monkeypatch) -> None:
+    """doit's uptodate checks must change nothing: the override digest cache is only read
+    there; what they would write is written by the next action (so it is hashed once)."""
+    from hermitbuild import cli
+
+    monkeypatch.setattr(prepare, "_RACY_NS", 0)  # cache even just-written files
+    env.add_recipe("a", override_files={"x.c": "int x;\n"})
+    s, rec = env.settings(), env.recipe("a")
+    stamps = s.stamps_dir / "prepare"
+    before = sorted(p.name for p in stamps.rglob("*")) if stamps.exists() else []
+    assert cli._safe(lambda: bool(prepare.tree_identity(rec, s)))
+    after = sorted(p.name for p in stamps.rglob("*")) if stamps.exists() else []
+    assert after == before, "an uptodate check wrote a file"
+    assert prepare._PENDING
+    assert cli.action(lambda settings: None, s) is None
+    assert not prepare._PENDING and any(stamps.rglob("*")), "the action did not write the cache"

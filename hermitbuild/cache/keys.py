@@ -1,6 +1,9 @@
 """Cache keys: one sha256 over everything that determines a recipe's installed output.
 
-Contract: see :mod:`hermitbuild.cache` (Keys).
+Contract: see :mod:`hermitbuild.cache` (Keys).  :func:`compute_key` takes the tree and image
+identities as functions (the property tests give their own); :func:`recipe_key` and
+:func:`definition_key` give it the real ones (:func:`hermitbuild.plan.tree_id`,
+:func:`hermitbuild.container.image_hash`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any, Callable
 
 from ..errors import CacheError, ConfigError
 from ..recipe import Recipe, RecipeSet
+from .. import container, plan
 from ..settings import Settings
 from ..settings import parse_size as settings_parse_size
 
@@ -137,3 +141,45 @@ def compute_key(recipe: Recipe, recipes: RecipeSet, settings: Settings, *,
         return memo[rec.name, blind]
 
     return key_of(recipe, (), False)
+
+
+# --- the identities of the real trees and images
+
+def _tree_id_fn(recipes: RecipeSet, settings: Settings, blank_owner: str | None = None,
+                empty_table: bool = False) -> Callable[[Recipe], str]:
+    memo: dict[str, str] = {}
+
+    def tree_id(rec: Recipe) -> str:
+        if blank_owner is not None and rec.tree_owner == blank_owner:
+            return ""
+        if rec.name not in memo:
+            memo[rec.name] = plan.tree_id(rec, recipes, settings, empty_table=empty_table)
+        return memo[rec.name]
+
+    return tree_id
+
+
+def _key(rec: Recipe, recipes: RecipeSet, settings: Settings, blank_owner: str | None = None,
+         empty_table: bool = False) -> tuple[str, dict]:
+    return compute_key(rec, recipes, settings,
+                       tree_id=_tree_id_fn(recipes, settings, blank_owner, empty_table),
+                       image_id=_image_id_fn(settings),
+                       empty_table_tree_id=_tree_id_fn(recipes, settings, blank_owner, empty_table=True))
+
+
+def _image_id_fn(settings: Settings) -> Callable[[str], str]:
+    return lambda image: container.image_hash(image, settings)
+
+
+def recipe_key(name: str, recipes: RecipeSet, settings: Settings) -> tuple[str, dict]:
+    """(key, inputs) of a recipe from the identities of its prepared tree (:func:`plan.tree_id`)
+    and its build image (:func:`container.image_hash`): what the build and the cache use."""
+    return _key(recipes[name], recipes, settings)
+
+
+def definition_key(name: str, recipes: RecipeSet, settings: Settings) -> str:
+    """The key with this recipe's own tree left out and every other tree as the empty syscall
+    table leaves it (for incremental rebuilds: a syscall change that also rebuilt the kernel
+    below newlib is still one make in newlib's build directory)."""
+    return _key(recipes[name], recipes, settings, blank_owner=recipes[name].tree_owner,
+                empty_table=True)[0]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import logging
 import os
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ArtifactError, CacheError
-from ..fsutil import sha256_file
+from ..fsutil import file_lock, sha256_file
 
 logger = logging.getLogger(__name__)
 from .keys import _KEY_RE, check_key
@@ -57,21 +56,18 @@ class LocalCache:
 
     @contextlib.contextmanager
     def _lock(self, exclusive: bool = True) -> Iterator[None]:
+        lock = self.root / ".lock"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fh = open(self.root / ".lock", "a+b")
+            open(lock, "a+b").close()  # can this process create and open the lock at all?
         except OSError as exc:
             if not exclusive and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 yield  # a read-only cache directory (e.g. shared): reading needs no lock
                 return
             raise CacheError(f"cannot use the local cache {self.root}", str(exc),
                              "set cache_dir (HERMITBUILD_CACHE_DIR) to a writable directory") from None
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        with file_lock(lock, shared=not exclusive):
             yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            fh.close()
 
     # ---- queries
     def has(self, key: str) -> bool:
