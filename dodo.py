@@ -24,6 +24,7 @@ task_toolchain = tasks.task_toolchain
 task_syscall = tasks.task_syscall
 task_cache = tasks.task_cache
 task_doctor = tasks.task_doctor
+task_debug = tasks.task_debug
 task_boot = tasks.task_boot
 task_smoke = tasks.task_smoke
 task_image = tasks.task_image

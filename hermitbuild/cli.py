@@ -25,7 +25,8 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-from . import build, cache, container, doctor, fetch, gate, image, plan, prepare, progress, qemu, syscalls
+from . import (build, cache, container, debug, doctor, fetch, gate, image, plan, prepare, progress, qemu,
+               syscalls)
 from .errors import ConfigError, HermitBuildError
 from .recipe import RecipeSet, load_recipes
 from .settings import Settings, load_settings
@@ -212,14 +213,19 @@ def cmd_cache(settings: Settings, args: list[str]) -> int:
 
 
 def _exec_prefix(settings: Settings, args: Sequence[str] = (), *,
-                 image_name: str = container.TOOLCHAIN_IMAGE) -> list[str]:
+                 image_name: str = container.TOOLCHAIN_IMAGE, interactive: bool = False) -> list[str]:
     """Run the toolchain's programs in its build container (``/dev/kvm`` passed when usable)."""
-    return container.toolchain_exec_prefix(settings, args, image=image_name,
+    return container.toolchain_exec_prefix(settings, args, image=image_name, interactive=interactive,
                                            devices=["/dev/kvm"] if qemu.kvm_usable() else [])
 
 
 def cmd_boot(settings: Settings, args: list[str]) -> int:
     return qemu.run_main(args, settings, exec_prefix=_exec_prefix(settings, args))
+
+
+def cmd_debug(settings: Settings, args: list[str]) -> int:
+    return debug.debug_main(args, settings, exec_prefix=_exec_prefix(settings, args),
+                            interactive_prefix=_exec_prefix(settings, args, interactive=True))
 
 
 def cmd_image(settings: Settings, args: list[str]) -> int:

@@ -63,6 +63,7 @@ import re
 import secrets
 import shlex
 import shutil
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -455,6 +456,8 @@ def run_argv(tag: str, argv: Sequence[str], settings: Settings, *, runtime: str,
         cmd += ["--name", name]
     if interactive:
         cmd.append("-i")
+        if sys.stdin.isatty():
+            cmd.append("-t")  # an interactive program (gdb) wants a terminal
     for key, value in (labels or {}).items():
         cmd += ["--label", f"{key}={value}"]
     if not network:
@@ -633,7 +636,7 @@ def _app_mounts(args: Sequence[str]) -> list[tuple[Path, bool]]:
 
 
 def toolchain_exec_prefix(settings: Settings, args: Sequence[str] = (), *, devices: Sequence[str] = (),
-                          image: str = TOOLCHAIN_IMAGE) -> list[str]:
+                          image: str = TOOLCHAIN_IMAGE, interactive: bool = False) -> list[str]:
     """Run toolchain programs where the toolchain runs: in its build container (issue 7).
 
     The compiler and the proxy (which starts qemu: the toolchain image holds it) run in a
@@ -652,4 +655,5 @@ def toolchain_exec_prefix(settings: Settings, args: Sequence[str] = (), *, devic
         return []
     mounts: list[tuple[Path, bool]] = [(settings.prefix, False), (settings.build_dir, True),
                                        (settings.root, False), *_app_mounts(args)]
-    return exec_prefix(image, settings, mounts=mounts, devices=devices, cwd=settings.build_dir)
+    return exec_prefix(image, settings, mounts=mounts, devices=devices, cwd=settings.build_dir,
+                       interactive=interactive)

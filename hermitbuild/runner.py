@@ -13,6 +13,8 @@ Contract:
   :class:`hermitbuild.errors.CommandError` carrying argv, cwd, return code, log
   path and the last ``tail_lines`` lines of output.  On Ctrl-C and timeout the
   whole process group is killed first, so no orphan keeps writing.
+- ``passthrough=True`` is for interactive programs (a debugger): the child gets this
+  terminal and its Ctrl-C; nothing is captured or logged but the command line.
 - Nothing here reads settings or the environment on its own beyond inheriting
   ``os.environ`` for the child (plus the given changes).
 """
@@ -97,6 +99,7 @@ def run(
     stdin: bytes | None = None,
     tail_lines: int = DEFAULT_TAIL,
     fix: str = "",
+    passthrough: bool = False,
 ) -> Completed:
     """Run ``argv``; see the module docstring for the contract."""
     args = [os.fspath(a) for a in argv]
@@ -109,6 +112,8 @@ def run(
         logger.info("  cwd: %s", cwd)
     for key in sorted(changes):
         logger.info("  env: %s=%s", key, changes[key])
+    if passthrough:
+        return _run_passthrough(args, cwd, child_env, fix)
 
     log_fh: IO[str] | None = None
     if log_path is not None:
@@ -199,6 +204,24 @@ def run(
     if check and returncode != 0:
         raise CommandError(args, returncode, cwd=cwd, log_path=log_path, tail=tail_text, fix=fix)
     return Completed(tuple(args), returncode, "".join(captured), tail_text, seconds)
+
+
+def _run_passthrough(args: list[str], cwd: Path | str | None, env: Mapping[str, str], fix: str) -> Completed:
+    """An interactive program on this terminal: stdin/stdout/stderr are the caller's, the child
+    stays in the terminal's process group and Ctrl-C is its (a debugger interrupts its target;
+    this process ignores it until the child is gone)."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(args, cwd=cwd, env=dict(env))
+    except OSError as exc:
+        raise CommandError(args, None, cwd=cwd, why=f"could not start: {exc.strerror or exc}",
+                           fix=fix or f"install {Path(args[0]).name} or put it on PATH") from None
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        returncode = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return Completed(tuple(args), returncode, "", "", time.monotonic() - start)
 
 
 def output(argv: Sequence[str | os.PathLike], **kwargs) -> str:

@@ -181,6 +181,17 @@ def task_smoke() -> Task:
     }
 
 
+def task_debug() -> Task:
+    """Boot an app paused under qemu's gdb stub and attach gdb: `doit debug APP [--break main] [--batch]`."""
+    settings, _ = _ctx()
+    return {
+        "actions": [(cli.action_args, (cli.cmd_debug, "debug", settings))],
+        "pos_arg": "args",
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
 def task_image() -> Task:
     """Make a bootable GRUB ISO (ldhermit.elf + app) and an xl config: `doit image APP [--boot-check]`."""
     settings, _ = _ctx()

@@ -1,5 +1,8 @@
 """Test helpers for hermitbuild.qemu and hermitbuild.image.
 
+- ``build_longmode_kernel(dest)``: builds tests/fixtures/longmode (entered in 32-bit
+  protected mode like HermitCore's loader, then long mode and a 64-bit function with a
+  known local), for the debugger tests.
 - ``build_test_kernel(dest)``: builds tests/fixtures/multiboot (a multiboot v1
   ELF32 kernel that reports on COM1 what its loader gave it) with the host gcc.
 - ``fake_toolchain(tmp)``: a prefix whose ``bin/x86_64-hermit-gcc`` is the
@@ -26,6 +29,22 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "multiboot"
 REPO = Path(__file__).resolve().parent.parent
 KERNEL_BANNER = "hermitbuild test kernel: booted"
 KERNEL_DONE = "hermitbuild test kernel: done"
+
+
+LONGMODE = Path(__file__).resolve().parent / "fixtures" / "longmode"
+
+
+def build_longmode_kernel(dest: Path) -> tuple[Path, Path]:
+    """Compile tests/fixtures/longmode (32-bit multiboot entry, then long mode and 64-bit C):
+    (the x86-64 ELF with debug information, for gdb; the same as ELF32, for qemu -kernel)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    elf64, elf32 = dest / "kernel64.elf", dest / "kernel.elf"
+    run(["gcc", "-m64", "-ffreestanding", "-fno-pic", "-fno-pie", "-fno-stack-protector", "-mno-red-zone",
+         "-fno-asynchronous-unwind-tables", "-O0", "-g", "-nostdlib", "-static", "-no-pie",
+         f"-Wl,-T,{LONGMODE / 'link.ld'}", "-Wl,--build-id=none", "-Wl,-z,max-page-size=0x1000",
+         LONGMODE / "boot.S", LONGMODE / "kernel.c", "-o", elf64])
+    run(["objcopy", "-O", "elf32-i386", elf64, elf32])
+    return elf64, elf32
 
 
 def build_test_kernel(dest: Path) -> Path:
