@@ -34,6 +34,7 @@ SETTINGS_FILE = "hermitbuild.yaml"
 
 RUNTIMES = ("auto", "podman", "docker")
 GCC_VARIANTS = ("upstream", "fork")
+GDB_VARIANTS = ("13.1", "8.0")
 REMOTE_MODES = ("off", "read", "readwrite")
 
 
@@ -74,6 +75,7 @@ class Settings:
     step_timeout: str = "0"  # a build step running longer is killed: 45s, 90m, 3h; 0 = no limit
     overrides: Mapping[str, Path] = field(default_factory=dict)
     gcc_variant: str = "upstream"
+    gdb_variant: str = "13.1"  # 13.1 (a current GDB, proven by a build) or 8.0 (the guide's, 'g' patch)
     hermit_languages: tuple[str, ...] = ("C", "CXX")
     skip: tuple[str, ...] = ()  # recipes `doit toolchain` leaves out
     remote_cache: str = ""
@@ -158,7 +160,7 @@ class Settings:
     @property
     def variant_values(self) -> dict[str, Any]:
         """The settings recipes may select variants by."""
-        return {"gcc_variant": self.gcc_variant}
+        return {"gcc_variant": self.gcc_variant, "gdb_variant": self.gdb_variant}
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -215,7 +217,7 @@ _PATH_FIELDS = {"prefix", "build_dir", "downloads_dir", "cache_dir", "tools_pref
 _BOOL_FIELDS = {"offline", "smoke_gate"}
 _INT_FIELDS = {"jobs"}
 _LIST_FIELDS = {"mirrors", "runtime_options", "hermit_languages", "skip"}
-_STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "remote_cache", "kvm", "step_timeout",
+_STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "gdb_variant", "remote_cache", "kvm", "step_timeout",
                "download_stall", "download_min_rate", "download_deadline",
                "remote_cache_mode", "remote_cache_token_env", "cache_max_size"}
 _MAP_FIELDS = {"overrides"}
@@ -304,8 +306,9 @@ def _check_type(name: str, value: Any, file: Path | None, line: int | None,
         if not isinstance(value, str) or not value:
             raise bad("a directory path", "/opt/hermit")
         return value
-    if name == "step_timeout" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)  # plain seconds
+    if name in ("step_timeout", "gdb_variant") and isinstance(value, (int, float)) \
+            and not isinstance(value, bool):
+        return str(value)  # plain seconds; a version written without quotes
     if not isinstance(value, str):
         if value is None:
             return ""
@@ -331,6 +334,11 @@ def _validate(kwargs: Mapping[str, Any], where: Callable[[str], dict[str, Any]])
                           f"got {kwargs['gcc_variant']!r}",
                           "write `gcc_variant: upstream` (GCC 12.2 + patches) or `fork` (hermitcore/gcc)",
                           **where("gcc_variant"))
+    if kwargs.get("gdb_variant", "13.1") not in GDB_VARIANTS:
+        raise ConfigError(f"gdb_variant must be one of {', '.join(GDB_VARIANTS)}, "
+                          f"got {kwargs['gdb_variant']!r}",
+                          'write `gdb_variant: "13.1"` (a current GDB) or `"8.0"` (the guide\'s, patched)',
+                          **where("gdb_variant"))
     if kwargs.get("kvm", "auto") not in ("auto", "on", "off"):
         raise ConfigError(f"kvm must be auto, on or off, got {kwargs['kvm']!r}",
                           "write `kvm: auto` (use /dev/kvm when usable), `on` or `off`", **where("kvm"))
