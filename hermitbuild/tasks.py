@@ -15,7 +15,7 @@ Contract:
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from . import cli
 from .errors import ConfigError
@@ -40,6 +40,17 @@ def doit_config(settings: Settings) -> dict[str, Any]:
 
 def _ctx() -> tuple[Settings, RecipeSet]:
     return cli.context()
+
+
+def _command_task(fn: Callable[[Settings, list[str]], int], name: str) -> Task:
+    """A task that takes the command line's arguments (``doit NAME ARGS...``) and always runs."""
+    settings, _ = _ctx()
+    return {
+        "actions": [(cli.action_args, (fn, name, settings))],
+        "pos_arg": "args",
+        "uptodate": [False],
+        "verbosity": 2,
+    }
 
 
 def task_base_image() -> Task:
@@ -126,35 +137,17 @@ def task_toolchain() -> Task:
 
 def task_syscall() -> Task:
     """Syscall table: `doit syscall add NAME [SIGNATURE] [--body C]`, remove, list, check, export."""
-    settings, _ = _ctx()
-    return {
-        "actions": [(cli.action_args, (cli.cmd_syscall, "syscall", settings))],
-        "pos_arg": "args",
-        "uptodate": [False],
-        "verbosity": 2,
-    }
+    return _command_task(cli.cmd_syscall, "syscall")
 
 
 def task_doctor() -> Task:
     """Check this machine: runtime (a real container run), images, directories, disk, KVM, remote, settings."""
-    settings, _ = _ctx()
-    return {
-        "actions": [(cli.action_args, (cli.cmd_doctor, "doctor", settings))],
-        "pos_arg": "args",
-        "uptodate": [False],
-        "verbosity": 2,
-    }
+    return _command_task(cli.cmd_doctor, "doctor")
 
 
 def task_cache() -> Task:
     """Artifact cache: `doit cache stats|list|prune|push|verify`."""
-    settings, _ = _ctx()
-    return {
-        "actions": [(cli.action_args, (cli.cmd_cache, "cache", settings))],
-        "pos_arg": "args",
-        "uptodate": [False],
-        "verbosity": 2,
-    }
+    return _command_task(cli.cmd_cache, "cache")
 
 
 def task_boot() -> Task:
@@ -162,13 +155,7 @@ def task_boot() -> Task:
 
     (`doit run` is doit's own command for running tasks, so booting is `doit boot`.)
     """
-    settings, _ = _ctx()
-    return {
-        "actions": [(cli.action_args, (cli.cmd_boot, "boot", settings))],
-        "pos_arg": "args",
-        "uptodate": [False],
-        "verbosity": 2,
-    }
+    return _command_task(cli.cmd_boot, "boot")
 
 
 def task_smoke() -> Task:
@@ -183,21 +170,9 @@ def task_smoke() -> Task:
 
 def task_debug() -> Task:
     """Boot an app paused under qemu's gdb stub and attach gdb: `doit debug APP [--break main] [--batch]`."""
-    settings, _ = _ctx()
-    return {
-        "actions": [(cli.action_args, (cli.cmd_debug, "debug", settings))],
-        "pos_arg": "args",
-        "uptodate": [False],
-        "verbosity": 2,
-    }
+    return _command_task(cli.cmd_debug, "debug")
 
 
 def task_image() -> Task:
     """Make a bootable GRUB ISO (ldhermit.elf + app) and an xl config: `doit image APP [--boot-check]`."""
-    settings, _ = _ctx()
-    return {
-        "actions": [(cli.action_args, (cli.cmd_image, "image", settings))],
-        "pos_arg": "args",
-        "uptodate": [False],
-        "verbosity": 2,
-    }
+    return _command_task(cli.cmd_image, "image")

@@ -170,19 +170,11 @@ class FileServer:
                 pass
             h.close_connection = True
             return
-        if action == "drop-early":
-            h.wfile.write(body[:1000])
-            h.wfile.flush()
-            h.close_connection = True
-            try:
-                h.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        if action.endswith("drop"):
+        if action.endswith("drop") or action == "drop-early":
+            sent = 1000 if action == "drop-early" else len(body) // 2
             with self.lock:
-                self.bytes_sent += len(body) // 2
-            h.wfile.write(body[: len(body) // 2])
+                self.bytes_sent += sent
+            h.wfile.write(body[:sent])
             h.wfile.flush()
             h.close_connection = True
             try:

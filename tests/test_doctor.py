@@ -18,6 +18,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.helpers_cli import failed_cleanly
 from hermitbuild import container, doctor
 from hermitbuild.settings import Settings
 from tests.helpers_podman import RUNTIME_OPTIONS, require_podman
@@ -41,15 +42,6 @@ def _doit(args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = No
     }
     return subprocess.run([sys.executable, "-m", "doit", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def _failed_cleanly(done: subprocess.CompletedProcess, *needles: str) -> str:
-    out = done.stdout + done.stderr
-    assert done.returncode != 0, out
-    assert "Traceback" not in out, out
-    for needle in needles:
-        assert needle in out, f"{needle!r} not in:\n{out}"
-    return out
 
 
 @contextlib.contextmanager
@@ -85,7 +77,7 @@ def test_doctor_passes_here_and_reports_where_settings_came_from(tmp_path):
 def test_an_option_podman_rejects_is_named(tmp_path):
     require_podman()
     done = _doit(["doctor"], tmp_path, {"HERMITBUILD_RUNTIME_OPTIONS": OPTIONS + " --no-such-option 1"})
-    _failed_cleanly(done, "[FAIL] container run", "--no-such-option", "runtime_options")
+    failed_cleanly(done, "[FAIL] container run", "--no-such-option", "runtime_options")
 
 
 @pytest.mark.podman
@@ -94,7 +86,7 @@ def test_a_missing_init_binary_names_catatonit(tmp_path):
     require_podman()
     done = _doit(["doctor"], tmp_path,
                  {"HERMITBUILD_RUNTIME_OPTIONS": OPTIONS + f" --init-path {tmp_path}/no/catatonit"})
-    _failed_cleanly(done, "[FAIL] container run", "catatonit", "apt-get install catatonit")
+    failed_cleanly(done, "[FAIL] container run", "catatonit", "apt-get install catatonit")
 
 
 def test_the_docker_cli_without_an_engine_is_explained(tmp_path):
@@ -105,13 +97,13 @@ def test_the_docker_cli_without_an_engine_is_explained(tmp_path):
     if probe.returncode == 0:
         pytest.skip("a docker engine answers here")
     done = _doit(["doctor"], tmp_path, {"HERMITBUILD_RUNTIME": "docker"})
-    _failed_cleanly(done, "no docker engine answers", "runtime: podman")
+    failed_cleanly(done, "no docker engine answers", "runtime: podman")
 
 
 def test_no_runtime_at_all(tmp_path):
     (tmp_path / "bin").mkdir()
     done = _doit(["doctor"], tmp_path, {"PATH": str(tmp_path / "bin"), "HERMITBUILD_RUNTIME": "auto"})
-    _failed_cleanly(done, "[FAIL] container runtime", "install podman")
+    failed_cleanly(done, "[FAIL] container runtime", "install podman")
 
 
 @pytest.mark.podman
@@ -119,7 +111,7 @@ def test_a_read_only_prefix_fails_even_for_root(tmp_path):
     require_podman()
     with _tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         done = _doit(["doctor"], tmp_path, {"HERMITBUILD_PREFIX": str(ro / "hermit")})
-        _failed_cleanly(done, "[FAIL] prefix writable", "Read-only file system", "chown")
+        failed_cleanly(done, "[FAIL] prefix writable", "Read-only file system", "chown")
 
 
 @pytest.mark.podman
@@ -127,7 +119,7 @@ def test_a_full_disk_fails_with_the_needed_size(tmp_path):
     require_podman()
     with _tmpfs(tmp_path / "small", "size=8m") as small:
         done = _doit(["doctor"], tmp_path, {"HERMITBUILD_BUILD_DIR": str(small / "build")})
-        out = _failed_cleanly(done, "[FAIL] free disk", "a cold toolchain needs about", "larger disk")
+        out = failed_cleanly(done, "[FAIL] free disk", "a cold toolchain needs about", "larger disk")
         assert "GiB free on the file system of build_dir" in out
 
 
@@ -138,7 +130,7 @@ def test_doit_toolchain_stops_in_seconds_before_any_download(tmp_path):
     require_podman()
     done = _doit(["toolchain"], tmp_path, {"HERMITBUILD_RUNTIME_OPTIONS": OPTIONS + " --no-such-option 1",
                                            "HERMITBUILD_OFFLINE": "1"}, timeout=120)
-    _failed_cleanly(done, "pre-flight checks failed", "[FAIL] container run", "--no-such-option",
+    failed_cleanly(done, "pre-flight checks failed", "[FAIL] container run", "--no-such-option",
                     "doit doctor")
     downloads = tmp_path / "build" / "downloads"
     assert not downloads.exists() or not any(downloads.rglob("*")), "downloaded before the pre-flight"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_cli import failed_cleanly
 from hermitbuild.cli import with_eaten_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,15 +47,6 @@ def _doit(root: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = N
             "HERMITBUILD_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(root)}
     return subprocess.run([sys.executable, "-m", "doit", "-f", str(root / "dodo.py"), *args], cwd=root,
                           env={**base, **(env or {})}, capture_output=True, text=True, timeout=timeout)
-
-
-def _clean_failure(done: subprocess.CompletedProcess, *needles: str) -> str:
-    out = done.stdout + done.stderr
-    assert done.returncode != 0, out
-    assert "Traceback" not in out, out
-    for needle in needles:
-        assert needle in out, f"{needle!r} not in:\n{out}"
-    return out
 
 
 # ---- 1. a corrupt archive is not half-unpacked
@@ -84,7 +76,7 @@ def test_a_corrupt_archive_is_refused_whole(repo, tmp_path):
     recipe.write_text(text)
     done = _doit(repo, tmp_path, "prepare:autoconf",
                  env={"HERMITBUILD_MIRRORS": str(mirror), "HERMITBUILD_OFFLINE": "1"})
-    _clean_failure(done, "autoconf-2.64.tar.gz", "corrupt")
+    failed_cleanly(done, "autoconf-2.64.tar.gz", "corrupt")
     src = tmp_path / "build" / "src"
     assert not (src / "autoconf").exists()
     assert [p.name for p in src.iterdir() if p.is_dir()] == [], "a temporary tree was left behind"
@@ -102,9 +94,9 @@ def _syscall(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, P
 
 def test_a_body_that_cannot_compile_is_refused_before_anything_is_written(tmp_path):
     done, table = _syscall(tmp_path, "frob", "int frob(int x)", "--body", "return 1;}")
-    _clean_failure(done, "frob", "closes the function early", "nothing was written")
+    failed_cleanly(done, "frob", "closes the function early", "nothing was written")
     done, table = _syscall(tmp_path, "frob", "int frob(int x)", "--body", "return x +;")
-    _clean_failure(done, "does not compile", "expected expression")
+    failed_cleanly(done, "does not compile", "expected expression")
     assert table.read_text() == "syscalls: []\n"
 
 
@@ -113,7 +105,7 @@ def test_a_body_that_cannot_compile_is_refused_before_anything_is_written(tmp_pa
                                              ("qsort", "void qsort(void *b, size_t n, size_t s, void *c)")])
 def test_c_library_functions_are_not_system_calls(tmp_path, name, signature):
     done, table = _syscall(tmp_path, name, signature)
-    _clean_failure(done, f"newlib already defines {name}()", "patches/newlib/")
+    failed_cleanly(done, f"newlib already defines {name}()", "patches/newlib/")
     assert table.read_text() == "syscalls: []\n"
 
 
@@ -147,7 +139,7 @@ def test_a_read_only_build_dir_is_a_clear_error(tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "hermitbuild-test", str(ro)], check=True)
     try:
         done = _doit(ROOT, tmp_path, "list", env={"HERMITBUILD_BUILD_DIR": str(ro / "build")})
-        _clean_failure(done, "HERMITBUILD_BUILD_DIR", "Read-only file system", "choose another build_dir")
+        failed_cleanly(done, "HERMITBUILD_BUILD_DIR", "Read-only file system", "choose another build_dir")
     finally:
         subprocess.run(["umount", "-l", str(ro)], check=False)
 
@@ -156,35 +148,35 @@ def test_bytes_that_are_not_utf8_name_the_file_and_line(repo, tmp_path):
     settings = repo / "hermitbuild.yaml"
     settings.write_bytes(settings.read_bytes().replace(b"target: x86_64-hermit", b"target: x86_64-h\xe9rmit"))
     line = settings.read_bytes().split(b"\n").index(b"target: x86_64-h\xe9rmit") + 1
-    _clean_failure(_doit(repo, tmp_path, "list"), f"{settings}:{line}", "not UTF-8")
+    failed_cleanly(_doit(repo, tmp_path, "list"), f"{settings}:{line}", "not UTF-8")
 
     shutil.copy2(ROOT / "hermitbuild.yaml", settings)
     recipe = repo / "recipes" / "gdb.yaml"
     recipe.write_bytes(b"# caf\xe9\n" + recipe.read_bytes())
-    _clean_failure(_doit(repo, tmp_path, "list"), f"{recipe}:1", "not UTF-8")
+    failed_cleanly(_doit(repo, tmp_path, "list"), f"{recipe}:1", "not UTF-8")
 
     recipe.write_bytes((ROOT / "recipes" / "gdb.yaml").read_bytes())
     table = tmp_path / "table.yaml"
     table.write_bytes(b"syscalls:\n  - name: r\xe9name\n")
-    _clean_failure(_doit(repo, tmp_path, "syscall", "check", "--table", str(table)), f"{table}:2", "not UTF-8")
+    failed_cleanly(_doit(repo, tmp_path, "syscall", "check", "--table", str(table)), f"{table}:2", "not UTF-8")
 
 
 # ---- 6. typos do not pass silently
 
 def test_typos_in_variables_and_settings_are_refused_with_a_suggestion(repo, tmp_path):
-    _clean_failure(_doit(ROOT, tmp_path, "list", env={"HERMITBUILD_JOBSS": "4"}),
+    failed_cleanly(_doit(ROOT, tmp_path, "list", env={"HERMITBUILD_JOBSS": "4"}),
                    "unknown environment variable HERMITBUILD_JOBSS", "did you mean HERMITBUILD_JOBS?")
-    _clean_failure(_doit(ROOT, tmp_path, "list", env={"HERMITBUILD_JOBS": "-3"}),
+    failed_cleanly(_doit(ROOT, tmp_path, "list", env={"HERMITBUILD_JOBS": "-3"}),
                    "HERMITBUILD_JOBS=", "must be a whole number")
-    _clean_failure(_doit(ROOT, tmp_path, "list", env={"HERMITBUILD_SKIP": "gdbb"}),
+    failed_cleanly(_doit(ROOT, tmp_path, "list", env={"HERMITBUILD_SKIP": "gdbb"}),
                    "field 'HERMITBUILD_SKIP'", "skip names no recipe called 'gdbb'")
     settings = repo / "hermitbuild.yaml"
     text = settings.read_text()
     settings.write_text(text.replace("cache_max_size: 20G", "cache_max_size: 20 gigs"))
     line = settings.read_text().splitlines().index("cache_max_size: 20 gigs") + 1
-    _clean_failure(_doit(repo, tmp_path, "list"), f"{settings}:{line}", "cache_max_size", "not a size")
+    failed_cleanly(_doit(repo, tmp_path, "list"), f"{settings}:{line}", "cache_max_size", "not a size")
     settings.write_text(text.replace("prefix: /opt/hermit", "prefx: /opt/hermit"))
-    _clean_failure(_doit(repo, tmp_path, "list"), "unknown setting 'prefx'", "did you mean prefix?")
+    failed_cleanly(_doit(repo, tmp_path, "list"), "unknown setting 'prefx'", "did you mean prefix?")
 
 
 # ---- the smaller ones
