@@ -14,7 +14,8 @@ Contract:
 - Directory checks write and remove a file in the directory (or, when it does not
   exist yet, in the nearest existing parent it would be created in): a read-only
   file system or a missing permission fails even for root.  Free space is compared
-  with :data:`NEEDED_BYTES` (per file system, summed when several directories share one).
+  with :data:`NEEDED_BYTES` (per file system, summed when several directories share one);
+  the pre-flight of a build insists only on :data:`PREFLIGHT_BYTES` (a real shortage).
 - The remote cache check never prints the token; it reads (HEAD of a key that does
   not exist) and, in ``readwrite`` mode, writes and deletes one probe object.
 - :func:`preflight` runs the checks a build needs (runtime, directories, disk) once
@@ -235,8 +236,14 @@ def _image_store(settings: Settings) -> Path | None:
     return Path(text) if done.returncode == 0 and text.startswith("/") else None
 
 
-def check_disk(settings: Settings, *, image_store: Path | None = None) -> list[Check]:
-    """Free space per file system against what a cold toolchain needs there."""
+# What the pre-flight of a build insists on (a build of one recipe needs far less than a cold
+# toolchain; below this even a small one would run out of space).
+PREFLIGHT_BYTES = {"build_dir": 1 * GIB, "cache_dir": GIB // 4, "prefix": GIB // 4, "images": GIB // 2}
+
+
+def check_disk(settings: Settings, *, image_store: Path | None = None,
+               needed: dict[str, int] = NEEDED_BYTES) -> list[Check]:
+    """Free space per file system against what a cold toolchain (or ``needed``) needs there."""
     places = {name: _existing_parent(path) for name, path in _dirs(settings).items()}
     if image_store is not None:
         places["images"] = _existing_parent(image_store)
@@ -250,10 +257,12 @@ def check_disk(settings: Settings, *, image_store: Path | None = None) -> list[C
     for names in by_device.values():
         path = places[names[0]]
         free = shutil.disk_usage(path).free
-        need = sum(NEEDED_BYTES[n] for n in names)
+        need = sum(needed[n] for n in names)
         what = ", ".join(f"{n} ({_dirs(settings).get(n, image_store)})" for n in names)
-        detail = f"{free / GIB:.1f} GiB free on the file system of {what}; a cold toolchain needs " \
-                 f"about {need / GIB:.0f} GiB there"
+        figure = f"{need / GIB:.0f} GiB" if need >= GIB else f"{need / GIB:.2f} GiB"
+        detail = f"{free / GIB:.1f} GiB free on the file system of {what}; " + (
+            f"a cold toolchain needs about {figure} there" if needed is NEEDED_BYTES
+            else f"a build needs at least {figure} there")
         if free < need:
             out.append(Check("free disk", "fail", detail,
                              "free space there, or move build_dir/cache_dir (HERMITBUILD_BUILD_DIR, "
@@ -343,7 +352,7 @@ def preflight(settings: Settings, *, checks: Callable[[Settings], list[Check]] |
     if ident in _PREFLIGHT_DONE:
         return
     found = checks(settings) if checks else (check_runtime(settings) + check_dirs(settings)
-                                             + check_disk(settings))
+                                             + check_disk(settings, needed=PREFLIGHT_BYTES))
     failed = [c for c in found if c.failed]
     if failed:
         raise PreflightError(failed=[dataclasses.asdict(c) for c in failed], report=render(failed))

@@ -181,3 +181,14 @@ def test_nested_kvm_is_recognised_from_cpu_flags(tmp_path):
     assert doctor._in_virtual_machine(info)
     info.write_text("processor\t: 0\nflags\t\t: fpu vme lahf_lm\n")
     assert not doctor._in_virtual_machine(info)
+
+
+def test_the_preflight_insists_only_on_a_real_shortage(tmp_path):
+    """2 GiB free: `doit doctor` says a cold toolchain will not fit, but a build of one recipe
+    is not stopped for it (the pre-flight insists on 1 GiB)."""
+    with _tmpfs(tmp_path / "mid", "size=2g") as mid:
+        s = Settings(root=ROOT, prefix=mid / "prefix", build_dir=mid / "build", cache_dir=mid / "cache")
+        full = doctor.check_disk(s)
+        assert [c.status for c in full] == ["fail"] and "a cold toolchain needs about 10 GiB" in full[0].detail
+        light = doctor.check_disk(s, needed=doctor.PREFLIGHT_BYTES)
+        assert [c.status for c in light] == ["ok"] and "a build needs at least" in light[0].detail
