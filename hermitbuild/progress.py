@@ -14,7 +14,8 @@ Contract:
   ``<stamps>/history/<recipe>.json`` (for the next estimate).
 - :func:`start_run` marks the start of a doit run (the entry point calls it once; ``doit
   -n`` workers inherit it); :func:`record` appends a recipe's outcome (``built``,
-  ``restored``, ``failed``) with its time to ``<stamps>/runs/<run>.jsonl``, and
+  ``restored``, ``failed``) with its time to ``<stamps>/runs/<run>.jsonl`` (the last
+  :data:`KEEP_RUNS` runs are kept), and
   :func:`summary` renders the table of a run: every recipe of the toolchain, built,
   restored, up to date (doit found nothing to do), skipped (the ``skip`` setting) or
   failed, with its time.
@@ -35,6 +36,7 @@ from .fsutil import write_atomic
 from .settings import Settings
 
 _RUN_ID: str | None = None
+KEEP_RUNS = 20  # run records kept in <stamps>/runs
 
 
 def start_run() -> str:
@@ -186,9 +188,13 @@ def record(recipe: str, outcome: str, seconds: float, settings: Settings, detail
     path = _runs_file(settings)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not path.exists()
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"recipe": recipe, "outcome": outcome, "seconds": round(seconds, 1),
                                  "detail": detail}) + "\n")
+        if fresh:  # a new run: keep the records of the last KEEP_RUNS runs only
+            for old in sorted(path.parent.glob("*.jsonl"), key=lambda f: f.stat().st_mtime)[:-KEEP_RUNS]:
+                old.unlink(missing_ok=True)
     except OSError:
         pass
 
