@@ -141,14 +141,10 @@ def _install_stamp(name: str, settings: Settings) -> Path:
     return settings.stamps_dir / "install" / f"{name}.json"
 
 
-_read_json = read_json
-_write_json = write_json
-
-
 # --------------------------------------------------------------------------- installed?
 
 def _stamp_current(name: str, key: str, settings: Settings, recipe: Recipe) -> bool:
-    stamp = _read_json(_install_stamp(name, settings))
+    stamp = read_json(_install_stamp(name, settings))
     if not stamp or stamp.get("key") != key:
         return False
     root = install_root(recipe, settings)
@@ -165,9 +161,6 @@ def is_installed(name: str, recipes: RecipeSet, settings: Settings) -> bool:
 
 # --------------------------------------------------------------------------- helpers
 
-
-
-_rmtree = rmtree
 
 
 def source_date_epoch(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> int:
@@ -232,9 +225,9 @@ def container_labels(name: str, settings: Settings) -> dict[str, str]:
 def _copy_tree(src: Path, dest: Path) -> None:
     """A private copy of a prepared tree (symlinks kept, mtimes preserved)."""
     tmp = dest.with_name(dest.name + ".copying")
-    _rmtree(tmp)
+    rmtree(tmp)
     shutil.copytree(src, tmp, symlinks=True)
-    _rmtree(dest)
+    rmtree(dest)
     os.replace(tmp, dest)
 
 
@@ -244,8 +237,8 @@ def _plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str) -> li
     """Which steps are done already; wipes the build dir when it cannot be trusted."""
     sdir = _steps_dir(recipe.name, settings)
     build = build_dir(recipe.name, settings)
-    stamps = [_read_json(sdir / f"{s.name}.json") for s in recipe.steps]
-    running = _read_json(sdir / "running.json")
+    stamps = [read_json(sdir / f"{s.name}.json") for s in recipe.steps]
+    running = read_json(sdir / "running.json")
     any_state = any(stamps) or running is not None
     reset = False
     skip_configure = False
@@ -276,15 +269,15 @@ def _plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str) -> li
         for s in recipe.steps:
             (sdir / f"{s.name}.json").unlink(missing_ok=True)
         (sdir / "running.json").unlink(missing_ok=True)
-        _rmtree(stage)
+        rmtree(stage)
         if reset:
-            _rmtree(build)
+            rmtree(build)
         if skip_configure:
             stage.mkdir(parents=True, exist_ok=True)
             done = [s.kind in CONFIGURE_KINDS for s in recipe.steps]
             for s, d in zip(recipe.steps, done):
                 if d:
-                    _write_json(sdir / f"{s.name}.json", {"key": key, "defkey": defkey, "step": s.name,
+                    write_json(sdir / f"{s.name}.json", {"key": key, "defkey": defkey, "step": s.name,
                                                           "index": recipe.steps.index(s),
                                                           "incremental": True})
             return done
@@ -315,7 +308,7 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
         if done[i]:
             step_line(f"{label} already done")
             continue
-        _write_json(sdir / "running.json", {"key": key, "defkey": defkey, "step": step.name, "index": i})
+        write_json(sdir / "running.json", {"key": key, "defkey": defkey, "step": step.name, "index": i})
         if i == 0 or not build.is_dir():
             if recipe.build_in_source:
                 _copy_tree(src, build)
@@ -358,7 +351,7 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
                     f"{fix}; `doit doctor` checks the runtime; full log: {log}",
                     recipe=name, step=step.name, log_path=str(log), returncode=result.returncode)
             raise BuildError(name, step.name, argv, log, result.tail, result.returncode)
-        _write_json(sdir / f"{step.name}.json", {"key": key, "defkey": defkey, "step": step.name,
+        write_json(sdir / f"{step.name}.json", {"key": key, "defkey": defkey, "step": step.name,
                                                  "index": i, "seconds": round(seconds, 3)})
         remember(name, step.name, seconds, log, settings)
         step_line(f"{label} done in {seconds:.1f}s")
@@ -369,7 +362,7 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
 
 def _write_install_stamp(recipe: Recipe, settings: Settings, key: str, files: Sequence[str],
                          how: str) -> None:
-    _write_json(_install_stamp(recipe.name, settings), {
+    write_json(_install_stamp(recipe.name, settings), {
         "key": key, "recipe": recipe.name, "version": recipe.version,
         "root": str(install_root(recipe, settings)), "files": sorted(files), "how": how,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
@@ -392,7 +385,7 @@ def _remove_stale(recipe: Recipe, recipes: RecipeSet, settings: Settings, new_fi
     for other in recipes.order:
         if other == recipe.name:
             continue
-        stamp = _read_json(_install_stamp(other, settings))
+        stamp = read_json(_install_stamp(other, settings))
         if stamp and stamp.get("root") == str(root) and isinstance(stamp.get("files"), list):
             keep.update(stamp["files"])
     removed: list[str] = []
@@ -448,7 +441,7 @@ def _refuse_shared_files(recipe: Recipe, recipes: RecipeSet, settings: Settings,
     for other in recipes.order:
         if other == recipe.name or other in recipe.replaces or recipe.name in recipes[other].replaces:
             continue  # a declared replacement: the replacing recipe is installed after the other
-        stamp = _read_json(_install_stamp(other, settings))
+        stamp = read_json(_install_stamp(other, settings))
         if not stamp or stamp.get("root") != root or not isinstance(stamp.get("files"), list):
             continue
         shared = sorted(p for p in mine.intersection(stamp["files"])
@@ -494,7 +487,7 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         _check_deps(recipe, recipes, settings)
         local, remote = cache.open_caches(settings)
         start = time.monotonic()
-        previous = _read_json(_install_stamp(name, settings))
+        previous = read_json(_install_stamp(name, settings))
         cached = cache.fetch_artifact(key, local, remote)
         if cached is not None:
             _refuse_shared_files(recipe, recipes, settings, cached)
@@ -536,7 +529,7 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
 
 def installed_key(name: str, settings: Settings) -> str | None:
     """The key of the artifact installed for ``name`` (its install stamp), or None."""
-    stamp = _read_json(_install_stamp(name, settings))
+    stamp = read_json(_install_stamp(name, settings))
     key = stamp.get("key") if stamp else None
     return key if isinstance(key, str) else None
 

@@ -276,15 +276,12 @@ def is_prepared(recipe: Recipe, settings: Settings, syscall_digest: str = "") ->
 
 # ---------------------------------------------------------------------- preparing
 
-_rmtree = rmtree
-
-
 def _clean_stale(src_dir: Path, owner: str) -> None:
     """Temp dirs left by a prepare that was killed (we hold the tree lock, so none is live)."""
     for pattern in (f".{owner}.new-*", f".{owner}.old-*"):
         for stale in src_dir.glob(pattern):
             logger.info("removing leftover %s", stale)
-            _rmtree(stale)
+            rmtree(stale)
 
 
 def _copy_override(source: Path, dest: Path) -> None:
@@ -446,16 +443,16 @@ def prepare_tree(recipe: Recipe, settings: Settings, generate: Callable[[Path], 
                                        f"check permissions of {src_dir}; nothing was changed",
                                        recipe=owner.name) from None
         except OSError as exc:
-            _rmtree(work)
+            rmtree(work)
             raise HermitBuildError(f"preparing the tree of '{owner.name}' failed",
                                    f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
                                    f"check free disk space and permissions under {src_dir}; the "
                                    "previous tree (if any) is unchanged", recipe=owner.name) from None
         except BaseException:
-            _rmtree(work)
+            rmtree(work)
             raise
         if previous is not None:
-            _rmtree(previous)
+            rmtree(previous)
         details = {
             "identity": identity,
             "recipe": owner.name,

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from hermitbuild import build, cache, cli, container, runner
-from hermitbuild.errors import BuildError, ContainerError, HermitBuildError, PreflightError
+from hermitbuild.errors import BuildError, HermitBuildError, PreflightError
 from hermitbuild.recipe import RecipeSet, load_recipes
+from hermitbuild.fsutil import read_json, write_json
 from hermitbuild.settings import Settings
 
 from helpers_podman import (GREETER_COMMIT_DATE, ROOT, FixtureWorld, ensure_base_image, host_ip, run_doit, write_dodo,
@@ -58,12 +59,12 @@ def _demo(tmp_path: Path, incremental: bool = False) -> tuple[Settings, RecipeSe
 
 
 def _stamp(s: Settings, step: str, index: int, key: str, defkey: str = "d") -> None:
-    build._write_json(build._steps_dir("demo", s) / f"{step}.json",
+    write_json(build._steps_dir("demo", s) / f"{step}.json",
                       {"key": key, "defkey": defkey, "step": step, "index": index})
 
 
 def _running(s: Settings, step: str, index: int, key: str = "k") -> None:
-    build._write_json(build._steps_dir("demo", s) / "running.json",
+    write_json(build._steps_dir("demo", s) / "running.json",
                       {"key": key, "defkey": "d", "step": step, "index": index})
 
 
@@ -325,10 +326,10 @@ def test_files_a_new_version_no_longer_installs_leave_the_prefix(world):
     assert old.read_text() == "old\n"
     other = s.prefix / "share" / "other.txt"   # claimed by another recipe too: must stay
     other.write_text("shared\n")
-    build._write_json(build._install_stamp("libgreet", s), {
-        **build._read_json(build._install_stamp("libgreet", s)),
-        "files": build._read_json(build._install_stamp("libgreet", s))["files"] + ["share/other.txt"]})
-    build._write_json(build._install_stamp("greeter", s), {"root": str(s.prefix), "files": ["share/other.txt"],
+    write_json(build._install_stamp("libgreet", s), {
+        **read_json(build._install_stamp("libgreet", s)),
+        "files": read_json(build._install_stamp("libgreet", s))["files"] + ["share/other.txt"]})
+    write_json(build._install_stamp("greeter", s), {"root": str(s.prefix), "files": ["share/other.txt"],
                                                           "key": "0" * 64})
     rfile.write_text(v2)
     build.build_recipe("libgreet", load_recipes(s.recipes_dir, s.patches_dir), s)
@@ -336,7 +337,7 @@ def test_files_a_new_version_no_longer_installs_leave_the_prefix(world):
     assert other.read_text() == "shared\n"
     for rel in ("include/greet.h", "lib/libgreet.a", "bin/greet-hello"):
         assert (s.prefix / rel).is_file(), rel
-    stamp = build._read_json(build._install_stamp("libgreet", s))
+    stamp = read_json(build._install_stamp("libgreet", s))
     assert "share/libgreet/old.txt" not in stamp["files"]
 
 
