@@ -3,8 +3,10 @@
 
 Prints measured ratios (no thresholds):
 - build time / warm-cache restore time      (how much a cache hit saves)
-- restore time / plain `tar -xzf` time      (our verification + atomic merge overhead over the floor)
-- remote restore (fresh local cache, nginx on 127.0.0.1) / plain `tar -xzf`, when nginx is installed
+- restore time / plain `tar -xf` of the same bytes (our verification + atomic merge overhead over the
+  floor), for today's zstd artifacts and for the previous tar.gz format side by side
+- the artifact's size against the previous format's (tar.gz, gzip level 6)
+- remote restore (fresh local cache, nginx on 127.0.0.1) / the tar floor, when nginx is installed
 
 The fixture: a generated C project (``--sources`` files of a few hundred lines each) compiled
 with ``make -j`` into objects, a static library and a few executables, installed with headers
@@ -16,6 +18,7 @@ and data files into a stage tree (thousands of files).  Usage::
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import shutil
 import statistics
@@ -24,13 +27,44 @@ import tempfile
 import time
 from pathlib import Path
 
+import zstandard
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hermitbuild.cache import (LocalCache, RemoteCache, install_from_cache, pack_artifact,  # noqa: E402
                                publish)
+from hermitbuild.cache.artifact import ZSTD_LEVEL  # noqa: E402
 from hermitbuild.runner import run  # noqa: E402
 
 KEY = "c0ffee" + "0" * 58
+KEY_OLD = "01d" + "0" * 61
+
+
+def retagged(artifact: Path, key: str, tmp: Path) -> Path:
+    """The same artifact (any compression) with ``key`` in its manifest, recompressed alike."""
+    import io
+    import json
+    import tarfile
+
+    raw = artifact.read_bytes()
+    gz = raw[:2] == b"\x1f\x8b"
+    tar_bytes = gzip.decompress(raw) if gz else zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+    src = tarfile.open(fileobj=io.BytesIO(tar_bytes))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        for m in src:
+            if m.name == "manifest.json":
+                manifest = json.loads(src.extractfile(m).read())
+                manifest["key"] = key
+                blob = json.dumps(manifest).encode()
+                m.size = len(blob)
+                dst.addfile(m, io.BytesIO(blob))
+            else:
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    out = tmp / f"retagged-{key[:6]}{'.tar.gz' if gz else '.tar.zst'}"
+    out.write_bytes(gzip.compress(buf.getvalue(), compresslevel=6, mtime=0) if gz
+                    else zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(buf.getvalue()))
+    return out
 
 
 def write_project(src: Path, n_sources: int, n_headers: int) -> None:
@@ -121,55 +155,69 @@ def main() -> int:
         print(f"fixture toolchain: {files} files, {size / 1e6:.1f} MB installed; built in {t_build:.2f}s "
               f"(make -j{jobs}, host gcc)")
 
-        artifact = tmp / "artifact.tar.gz"
+        artifact = tmp / "artifact.tar.zst"
         t_pack = timed(lambda: pack_artifact(stage, KEY, {"bench": True}, artifact))
-        print(f"pack: {t_pack:.2f}s -> {artifact.stat().st_size / 1e6:.1f} MB artifact")
+        # the previous format, for comparison: the same tar, gzip level 6 (what pack wrote before)
+        old = tmp / "artifact.tar.gz"
+        tar_bytes = zstandard.ZstdDecompressor().decompressobj().decompress(artifact.read_bytes())
+        t_pack_old = timed(lambda: old.write_bytes(gzip.compress(tar_bytes, compresslevel=6, mtime=0)))
+        print(f"pack (zstd level {ZSTD_LEVEL}): {t_pack:.2f}s -> {artifact.stat().st_size / 1e6:.2f} MB; "
+              f"old format (tar.gz level 6): {old.stat().st_size / 1e6:.2f} MB "
+              f"(gzip of the tar alone {t_pack_old:.2f}s)")
 
-        local = LocalCache(tmp / "cache", 0)
-        t_store = timed(lambda: publish(KEY, artifact, local, None))
-        print(f"store in the local cache: {t_store:.2f}s")
+        results = {}
+        for label, art, flag, key in (("zstd", artifact, "--zstd", KEY), ("gzip (old)", old, "-z", KEY_OLD)):
+            local = LocalCache(tmp / f"cache-{key[:4]}", 0)
+            publish(key, retagged(art, key, tmp) if key != KEY else art, local, None)
+            restores, floors = [], []
+            for i in range(args.repeat):
+                dest = tmp / f"restore{i}"
+                restores.append(timed(lambda: install_from_cache(key, dest, local, None)))
+                floor = tmp / f"tar{i}"
+                floor.mkdir()
+                floors.append(timed(lambda: run(["tar", flag, "-xf", local.path(key), "-C", floor],
+                                                capture=True)))
+                shutil.rmtree(dest)
+                shutil.rmtree(floor)
+            t_restore, t_tar = best(restores), best(floors)
+            results[label] = (t_restore, t_tar, local)
+            print(f"{label}: warm-cache restore (one pass: sha256, verify, unpack; atomic merge) best "
+                  f"{t_restore:.2f}s (median {statistics.median(restores):.2f}s of {args.repeat}); "
+                  f"tar {flag} -xf of the same bytes best {t_tar:.2f}s "
+                  f"(median {statistics.median(floors):.2f}s)")
 
-        restores, floors = [], []
-        for i in range(args.repeat):
-            dest = tmp / f"restore{i}"
-            restores.append(timed(lambda: install_from_cache(KEY, dest, local, None)))
-            floor = tmp / f"tar{i}"
-            floor.mkdir()
-            floors.append(timed(lambda: run(["tar", "-xzf", artifact, "-C", floor], capture=True)))
-            shutil.rmtree(dest)
-            shutil.rmtree(floor)
-        t_restore, t_tar = best(restores), best(floors)
-        print(f"warm-cache restore (verify + atomic merge): best {t_restore:.2f}s "
-              f"(median {statistics.median(restores):.2f}s of {args.repeat})")
-        print(f"plain tar -xzf of the same bytes:           best {t_tar:.2f}s "
-              f"(median {statistics.median(floors):.2f}s)")
-
-        remote_line = ""
+        remote_lines = []
         try:
             sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
             from helpers_nginx import find_nginx, start_nginx
             if find_nginx():
                 with start_nginx(tmp / "nginx") as srv:
                     remote = RemoteCache(srv.url, "readwrite")
-                    remote.put(KEY, local.path(KEY))
-                    samples = []
-                    for i in range(args.repeat):
-                        fresh = LocalCache(tmp / f"fresh{i}", 0)
-                        dest = tmp / f"remote{i}"
-                        samples.append(timed(lambda: install_from_cache(KEY, dest, fresh, remote)))
-                        shutil.rmtree(dest)
-                        shutil.rmtree(fresh.root)
-                    t_remote = best(samples)
-                    remote_line = (f"remote restore on an empty local cache (nginx on 127.0.0.1): "
-                                   f"best {t_remote:.2f}s -> {t_remote / t_tar:.2f}x the tar floor")
+                    for label, key in (("zstd", KEY), ("gzip (old)", KEY_OLD)):
+                        t_tar, local = results[label][1], results[label][2]
+                        remote.put(key, local.path(key))
+                        samples = []
+                        for i in range(args.repeat):
+                            fresh = LocalCache(tmp / f"fresh{i}", 0)
+                            dest = tmp / f"remote{i}"
+                            samples.append(timed(lambda: install_from_cache(key, dest, fresh, remote)))
+                            shutil.rmtree(dest)
+                            shutil.rmtree(fresh.root)
+                        t_remote = best(samples)
+                        remote_lines.append(
+                            f"RATIO {label} remote restore (empty local cache, nginx on 127.0.0.1) / "
+                            f"tar floor: {t_remote / t_tar:6.2f}x  (best {t_remote:.2f}s)")
         except Exception as exc:  # the remote figure is optional
-            remote_line = f"remote restore: not measured ({exc})"
+            remote_lines.append(f"remote restore: not measured ({exc})")
 
+        t_restore, t_tar, _ = results["zstd"]
         print()
-        print(f"RATIO build / warm-cache restore:   {t_build / t_restore:6.1f}x  (cache hit is this much faster)")
-        print(f"RATIO restore / plain tar -x floor: {t_restore / t_tar:6.2f}x  (overhead of verifying + merging)")
-        if remote_line:
-            print(remote_line)
+        print(f"RATIO build / warm-cache restore:        {t_build / t_restore:6.1f}x  (cache hit is this much faster)")
+        for label, (t_r, t_t, _) in results.items():
+            print(f"RATIO {label} restore / tar -x floor: {t_r / t_t:6.2f}x  (overhead of verifying + merging)")
+        print(f"RATIO artifact size zstd / old tar.gz:  {artifact.stat().st_size / old.stat().st_size:6.2f}x")
+        for line in remote_lines:
+            print(line)
     return 0
 
 

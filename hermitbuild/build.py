@@ -488,10 +488,10 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         local, remote = cache.open_caches(settings)
         start = time.monotonic()
         previous = read_json(_install_stamp(name, settings))
-        cached = cache.fetch_artifact(key, local, remote)
-        if cached is not None:
-            _refuse_shared_files(recipe, recipes, settings, cached)
-        files = cache.install_from_cache(key, root, local, remote) if cached is not None else None
+        found = cache.locate_artifact(key, local, remote)
+        if found is not None:
+            _refuse_shared_files(recipe, recipes, settings, found[0])
+        files = cache.install_from_cache(key, root, local, remote, found) if found is not None else None
         if files is not None:
             _write_install_stamp(recipe, settings, key, files, "cache")
             _remove_stale(recipe, recipes, settings, files, previous)
@@ -515,7 +515,7 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         settings.build_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".artifact-{name}-", dir=settings.build_dir))
         try:
-            artifact = cache.pack_artifact(staged, key, inputs, tmp / f"{key}.tar.gz")
+            artifact = cache.pack_artifact(staged, key, inputs, tmp / f"{key}.tar.zst")
             _refuse_shared_files(recipe, recipes, settings, artifact)
             stored = cache.publish(key, artifact, local, remote, push=push)
         finally:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import gzip
+import io
 import os
 import shutil
 import tarfile
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from hermitbuild import cache
 from hermitbuild.fsutil import sha256_file
@@ -64,7 +67,9 @@ def test_manifest_contents(stage: Path, artifact: Path) -> None:
     lib = by_path["lib/libhermit.a"]
     assert lib["size"] == (stage / "lib" / "libhermit.a").stat().st_size
     assert lib["type"] == "file" and len(lib["sha256"]) == 64
-    with tarfile.open(artifact) as tar:
+    raw = artifact.read_bytes()
+    assert raw[:4] == b"\x28\xb5\x2f\xfd", "artifacts are zstd-compressed"
+    with tarfile.open(fileobj=io.BytesIO(zstandard.ZstdDecompressor().decompressobj().decompress(raw))) as tar:
         names = tar.getnames()
     assert names[0] == "manifest.json"
     assert all(n.startswith("files/") for n in names[1:])
@@ -362,6 +367,33 @@ def test_install_from_cache_discards_an_artifact_that_fails_restore(tmp_path: Pa
     assert "rejected" in caplog.text
     assert not lc.has(KEY_A)
     assert snapshot(dest) == {}
+
+
+def test_restore_checks_the_recorded_sha256_in_its_one_pass(tmp_path: Path, stage: Path,
+                                                          caplog) -> None:
+    """An entry swapped for another valid artifact of the same key (its own manifest matches)
+    is caught by the sha256 computed while restoring: nothing is installed, the entry goes."""
+    lc = LocalCache(tmp_path / "cache", 0)
+    stored = lc.put(KEY_A, pack_artifact(stage, KEY_A, INPUTS, tmp_path / "a.tar.zst"))
+    (stage / "lib" / "libhermit.a").write_bytes(b"another build\n")
+    shutil.copyfile(pack_artifact(stage, KEY_A, INPUTS, tmp_path / "a2.tar.zst"), stored)
+    dest = tmp_path / "prefix"
+    with caplog.at_level(logging.WARNING, logger="hermitbuild.cache"):
+        assert cache.install_from_cache(KEY_A, dest, lc, None) is None
+    assert "differs from the recorded" in caplog.text
+    assert not lc.has(KEY_A) and snapshot(dest) == {}
+
+
+def test_old_gzip_artifacts_still_restore(tmp_path: Path, stage: Path, artifact: Path) -> None:
+    """Artifacts of the previous format (tar.gz) in a cache keep working after the switch to zstd."""
+    tar_bytes = zstandard.ZstdDecompressor().decompressobj().decompress(artifact.read_bytes())
+    old = tmp_path / "old.tar.gz"
+    old.write_bytes(gzip.compress(tar_bytes, mtime=0))
+    lc = LocalCache(tmp_path / "cache", 0)
+    lc.put(KEY_A, old)
+    dest = tmp_path / "prefix"
+    assert cache.install_from_cache(KEY_A, dest, lc, None) is not None
+    assert snapshot(dest) == snapshot(stage)
 
 
 def test_verify_finds_deep_problems(tmp_path: Path, stage: Path) -> None:

@@ -21,7 +21,8 @@ Keys
   and env values enter unexpanded (``{src}``, ``{build}`` stay placeholders).
 
 Artifacts
-  :func:`pack_artifact` writes a gzip'd tar: ``manifest.json`` first, then
+  :func:`pack_artifact` writes a zstd-compressed tar (one frame with its content checksum;
+  older tar.gz and tar.xz artifacts are still read): ``manifest.json`` first, then
   ``files/<relative path>`` for every directory, regular file and symlink under the stage
   root (paths are relative to it, i.e. to the install root).  The manifest holds the key,
   the inputs, the file list ``[{path, type, mode, size, sha256, target}]``, the creation
@@ -30,7 +31,9 @@ Artifacts
   member against the manifest (type, size, sha256, nothing missing, nothing extra) while
   extracting into a private temp dir inside ``dest_root``; only when everything verified
   does it merge the files into ``dest_root`` (per-file atomic rename, overwriting same
-  paths; missing directories are moved in whole).  A failure while merging rolls the
+  paths; missing directories are moved in whole).  Given the file's recorded sha256, it
+  checks that too in the same read (one pass over the bytes: hash, decompress, verify,
+  unpack).  A failure while merging rolls the
   already-moved files back.  So either ``dest_root`` is unchanged (and
   :class:`~hermitbuild.errors.ArtifactError` / :class:`~hermitbuild.errors.CacheError` is
   raised) or the whole artifact is in place.
@@ -44,7 +47,8 @@ Local cache
   ``sha256sum`` format.  ``put`` copies to a temp file in the same directory and renames
   under an exclusive ``flock`` on ``<root>/.lock``; an existing valid entry is kept.
   ``get`` checks the sha256 (hence the size) against the sidecar; a bad entry is logged, deleted and
-  reported as a miss.  ``prune`` removes least recently used entries (mtime, touched on
+  reported as a miss.  ``lookup`` returns the path and the recorded sha256 without reading
+  the file, for a caller that checks the digest while reading it anyway (the restore).  ``prune`` removes least recently used entries (mtime, touched on
   every hit) down to ``max_size`` bytes (0: unbounded); ``put`` prunes automatically when
   over the bound.
 
@@ -60,8 +64,9 @@ Remote cache
   once, without waiting again.  HTTP refusals (401/403/4xx) are warnings too, but do not
   mark the remote down.  Mode ``read`` never sends a ``PUT``.
 
-:func:`fetch_artifact`, :func:`install_from_cache` and :func:`publish` are the glue the
-build uses: local then remote lookup, verified restore (a bad artifact is discarded and
+:func:`locate_artifact`, :func:`fetch_artifact`, :func:`install_from_cache` and
+:func:`publish` are the glue the build uses: local then remote lookup (a download is stored
+with the digest it was verified against, not hashed again), verified one-pass restore (a bad artifact is discarded and
 ``None`` tells the caller to build), local store and optional push.
 :func:`cache_cli` implements ``doit cache stats|list|prune|push|verify``.
 """
@@ -74,9 +79,9 @@ from .cli import cache_cli
 from .keys import canonical_json, check_key, checksum_key, compute_key, parse_size, uses_placeholder
 from .local import Entry, LocalCache
 from .remote import RemoteCache
-from .store import fetch_artifact, install_from_cache, open_caches, publish
+from .store import fetch_artifact, install_from_cache, locate_artifact, open_caches, publish
 
 __all__ = ["LocalCache", "RemoteCache", "Entry", "compute_key", "canonical_json", "check_key",
            "checksum_key", "parse_size", "uses_placeholder", "pack_artifact", "annotate_artifact",
-           "read_manifest", "verify_artifact", "restore_artifact", "open_caches", "fetch_artifact",
+           "read_manifest", "verify_artifact", "restore_artifact", "open_caches", "fetch_artifact", "locate_artifact",
            "install_from_cache", "publish", "cache_cli"]

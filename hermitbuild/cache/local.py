@@ -95,6 +95,20 @@ class LocalCache:
             return f"sha256 {actual[:16]}... differs from the recorded {expected[:16]}..."
         return None
 
+    def lookup(self, key: str) -> tuple[Path, str] | None:
+        """The artifact of ``key`` and its recorded sha256 (touched as recently used), or None.
+
+        Nothing is hashed here: the caller checks the digest while it reads the file anyway
+        (a restore does, in its one pass); :meth:`get` is the checked variant."""
+        path = self.path(key)
+        with self._lock(exclusive=False):
+            expected = self._read_sidecar(key)
+            if expected is None or not path.is_file():
+                return None
+            with contextlib.suppress(OSError):
+                os.utime(path)
+            return path, expected
+
     def get(self, key: str) -> Path | None:
         """The verified artifact of ``key`` (touched as recently used), or None."""
         path = self.path(key)
@@ -125,10 +139,13 @@ class LocalCache:
                     removed = True
             return removed
 
-    def put(self, key: str, artifact: Path, *, move: bool = False, replace: bool = False) -> Path:
+    def put(self, key: str, artifact: Path, *, move: bool = False, replace: bool = False,
+            digest: str | None = None) -> Path:
         """Store ``artifact`` under ``key`` (its manifest must carry that key); return the cache path.
 
-        An entry already there is kept unless ``replace`` (used to store an annotated copy)."""
+        An entry already there is kept unless ``replace`` (used to store an annotated copy).
+        ``digest``: the sha256 the caller has just verified (a download); with ``move`` it is
+        recorded without hashing the file again when the move is a rename."""
         check_key(key)
         artifact = Path(artifact)
         manifest = read_manifest(artifact)
@@ -150,7 +167,9 @@ class LocalCache:
                     os.replace(artifact, tmp)
                 except OSError:
                     shutil.copyfile(artifact, tmp)
-                digest, _ = sha256_file(tmp)
+                    digest = None
+                if digest is None or not _SHA_RE.match(digest):
+                    digest, _ = sha256_file(tmp)
             else:
                 h = hashlib.sha256()
                 with os.fdopen(fd, "wb") as out, open(artifact, "rb") as src:

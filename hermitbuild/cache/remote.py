@@ -169,6 +169,11 @@ class RemoteCache:
 
     def get(self, key: str, dest: Path) -> Path | None:
         """Download ``key`` to ``dest`` (verified against its checksum object), or None on any trouble."""
+        got = self.download(key, dest)
+        return None if got is None else got[0]
+
+    def download(self, key: str, dest: Path) -> tuple[Path, str] | None:
+        """Like :meth:`get`, also returning the verified sha256 of the downloaded file."""
         if self.down:
             return None
         dest = Path(dest)
@@ -226,7 +231,7 @@ class RemoteCache:
                 return None
             os.replace(part, dest)
             logger.info("downloaded %s from the remote cache", key[:12])
-            return dest
+            return dest, expected
         except _Unreachable as exc:
             self._unreachable(f"downloading {key[:12]}", exc)
         except OSError as exc:

@@ -26,10 +26,12 @@ from .keys import check_key
 logger = logging.getLogger(__name__)
 
 
-def restore_artifact(artifact: Path, dest_root: Path, expected_key: str) -> list[str]:
+def restore_artifact(artifact: Path, dest_root: Path, expected_key: str,
+                     raw_sha256: str | None = None) -> list[str]:
     """Verify ``artifact`` and merge it into ``dest_root``; return the restored relative paths.
 
     The list holds every entry of the manifest (directories first, in manifest order).
+    ``raw_sha256``: the file's recorded sha256, checked in the same single read.
     """
     artifact, dest_root = Path(artifact), Path(dest_root)
     check_key(expected_key)
@@ -43,7 +45,7 @@ def restore_artifact(artifact: Path, dest_root: Path, expected_key: str) -> list
     try:
         stage = work / "stage"
         stage.mkdir()
-        _, files = _walk_members(artifact, expected_key, stage)
+        _, files = _walk_members(artifact, expected_key, stage, raw_sha256)
         _check_conflicts(files, dest_root)
         _merge(files, stage, work / "backup", dest_root)
     finally:

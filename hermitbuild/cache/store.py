@@ -31,11 +31,14 @@ def open_caches(settings: Settings) -> tuple[LocalCache, RemoteCache | None]:
     return local, remote
 
 
-def fetch_artifact(key: str, local: LocalCache, remote: RemoteCache | None) -> Path | None:
-    """The artifact of ``key`` in the local cache, downloading it from the remote on a local miss."""
-    path = local.get(key)
-    if path is not None or remote is None:
-        return path
+def locate_artifact(key: str, local: LocalCache,
+                    remote: RemoteCache | None) -> tuple[Path, str] | None:
+    """The artifact of ``key`` and its recorded sha256: from the local cache, or downloaded
+    from the remote into it (verified there) on a local miss.  The local file is not hashed
+    here; whoever reads it checks the digest in the same pass (:func:`install_from_cache`)."""
+    found = local.lookup(key)
+    if found is not None or remote is None:
+        return found
     incoming = local.root / ".incoming"
     try:
         incoming.mkdir(parents=True, exist_ok=True)
@@ -44,30 +47,45 @@ def fetch_artifact(key: str, local: LocalCache, remote: RemoteCache | None) -> P
         logger.warning("cannot use the local cache %s (%s); skipping the remote", local.root, exc)
         return None
     try:
-        got = remote.get(key, tmp / key)
+        got = remote.download(key, tmp / key)
         if got is None:
             return None
         try:
-            return local.put(key, got, move=True)
+            local.put(key, got[0], move=True, digest=got[1])
         except HermitBuildError as exc:
             logger.warning("could not store the downloaded artifact %s: %s", key[:12], exc)
             return None
+        return local.lookup(key)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def install_from_cache(key: str, dest_root: Path, local: LocalCache,
-                       remote: RemoteCache | None) -> list[str] | None:
+def fetch_artifact(key: str, local: LocalCache, remote: RemoteCache | None) -> Path | None:
+    """The verified artifact of ``key`` (local, else downloaded from the remote), or None."""
+    path = local.get(key)
+    if path is not None or remote is None:
+        return path
+    found = locate_artifact(key, local, remote)
+    return None if found is None else found[0]
+
+
+def install_from_cache(key: str, dest_root: Path, local: LocalCache, remote: RemoteCache | None,
+                       found: tuple[Path, str] | None = None) -> list[str] | None:
     """Restore ``key`` into ``dest_root`` from the caches; None means "not cached, build it".
 
-    A corrupt or mismatching artifact is logged, discarded from the local cache and reported
-    as None.  Conflicts in ``dest_root`` (CacheError that is not ArtifactError) propagate.
+    ``found``: what :func:`locate_artifact` returned, when the caller looked already.  The
+    artifact is read once: its sha256 against the recorded one, every member against the
+    manifest, while unpacking.  A corrupt or mismatching artifact is logged, discarded from
+    the local cache and reported as None.  Conflicts in ``dest_root`` (CacheError that is not
+    ArtifactError) propagate.
     """
-    path = fetch_artifact(key, local, remote)
-    if path is None:
+    if found is None:
+        found = locate_artifact(key, local, remote)
+    if found is None:
         return None
+    path, digest = found
     try:
-        return restore_artifact(path, dest_root, key)
+        return restore_artifact(path, dest_root, key, raw_sha256=digest)
     except ArtifactError as exc:
         logger.warning("%s\n  discarding it; the recipe will be built", exc)
         try:
