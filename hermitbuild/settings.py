@@ -374,11 +374,17 @@ def _validate(kwargs: Mapping[str, Any], where: Callable[[str], dict[str, Any]])
     except ValueError as exc:
         raise ConfigError(str(exc), "write e.g. `cache_max_size: 20G` (K, M, G, T suffixes; a plain "
                           "number is bytes)", **where("cache_max_size")) from None
-    if kwargs.get("remote_cache_mode", "off") != "off" and \
-            not re.match(r"^https?://[^/\s]+", kwargs.get("remote_cache", "")):
-        raise ConfigError(f"remote_cache must be an http(s) URL, got {kwargs['remote_cache']!r}",
-                          "write e.g. `remote_cache: https://cache.example.org/hermit`",
-                          **where("remote_cache"))
+    remote = kwargs.get("remote_cache", "")
+    if kwargs.get("remote_cache_mode", "off") != "off" and remote.startswith(("oci://", "oci+http://")):
+        if not re.match(r"^oci(\+http)?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[a-z0-9]+([._/-]+[a-z0-9]+)*/?$", remote):
+            raise ConfigError(f"remote_cache {remote!r} is not an OCI registry URL with a repository",
+                              "write e.g. `remote_cache: oci://ghcr.io/OWNER/hermit-cache` (HTTPS) or "
+                              "`oci+http://127.0.0.1:5000/hermit/cache` (a registry on loopback); "
+                              "repository names are lower case", **where("remote_cache"))
+    elif kwargs.get("remote_cache_mode", "off") != "off" and not re.match(r"^https?://[^/\s]+", remote):
+        raise ConfigError(f"remote_cache must be an http(s) or oci:// URL, got {remote!r}",
+                          "write e.g. `remote_cache: https://cache.example.org/hermit` or "
+                          "`remote_cache: oci://ghcr.io/OWNER/hermit-cache`", **where("remote_cache"))
     unknown = [lang for lang in kwargs.get("hermit_languages", ()) if lang not in HERMIT_LANGUAGES]
     if unknown:
         raise ConfigError(f"hermit_languages has {', '.join(map(repr, unknown))}, which HermitCore's "

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from hermitbuild import build, container
+from hermitbuild import build, cache, container
 from hermitbuild.cache import RemoteCache
 from hermitbuild.recipe import load_recipes
 
 from helpers_cache import snapshot
 from helpers_nginx import NginxServer, start_nginx
 from helpers_podman import FixtureWorld, ensure_base_image, podman_settings, require_podman
+from helpers_registry import Registry, registry  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.podman
 
@@ -93,3 +94,33 @@ def test_corrupt_remote_artifact_is_rebuilt(world, remote, caplog) -> None:
     assert "corrupt" in caplog.text
     assert build.is_installed("greeter", rs2, s2)
     assert (s2.prefix / "bin" / "greeter").is_file()
+
+
+def test_second_ci_run_restores_everything_from_an_oci_registry(world, registry: Registry, monkeypatch,
+                                                                  capsys) -> None:
+    """The same two CI runs with a real registry (htpasswd auth) as the remote cache."""
+    def run(name: str, mode: str):
+        root = world.make_root(name)
+        prefix = world.base / "opt" / "hermit"
+        shutil.rmtree(prefix, ignore_errors=True)
+        s = podman_settings(root, world.base / f"{name}-ws", prefix=prefix, remote_cache=registry.url(),
+                            remote_cache_mode=mode, remote_cache_token=registry.token)
+        return s, load_recipes(s.recipes_dir, s.patches_dir)
+
+    s1, rs1 = run("oci1", "readwrite")
+    build.build_all(["greeter"], rs1, s1)
+    first = snapshot(s1.prefix)
+    _, remote = cache.open_caches(s1)
+    assert all(remote.has(build.recipe_key(n, rs1, s1)[0]) for n in rs1.order), "every recipe pushed"
+
+    s2, rs2 = run("oci2", "read")
+    monkeypatch.setattr(container, "run_in_container", lambda *a, **k: pytest.fail("built again"))
+    capsys.readouterr()
+    log_before = len(registry.log)
+    build.build_all(["greeter"], rs2, s2)
+    out = capsys.readouterr().out
+    assert all(f"{n}: restored from the artifact cache" in out for n in rs2.order), out
+    assert snapshot(s2.prefix) == first
+    second = registry.log[log_before:]
+    assert '"GET /v2/hermit/cache/blobs/sha256:' in second, "the second run pulled from the registry"
+    assert '"PUT ' not in second and '"POST ' not in second, "read mode never writes"

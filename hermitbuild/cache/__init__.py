@@ -78,10 +78,12 @@ from .restore import restore_artifact
 from .cli import cache_cli
 from .keys import canonical_json, check_key, checksum_key, compute_key, parse_size, uses_placeholder
 from .local import Entry, LocalCache
-from .remote import RemoteCache
-from .store import fetch_artifact, install_from_cache, locate_artifact, open_caches, publish
+from .oci import OciRemoteCache, parse_oci_url
+from .remote import HttpStore, RemoteCache
+from .store import (fetch_artifact, install_from_cache, locate_artifact, open_caches, open_remote,
+                    publish)
 
-__all__ = ["LocalCache", "RemoteCache", "Entry", "compute_key", "canonical_json", "check_key",
+__all__ = ["LocalCache", "RemoteCache", "HttpStore", "OciRemoteCache", "parse_oci_url", "open_remote", "Entry", "compute_key", "canonical_json", "check_key",
            "checksum_key", "parse_size", "uses_placeholder", "pack_artifact", "annotate_artifact",
            "read_manifest", "verify_artifact", "restore_artifact", "open_caches", "fetch_artifact", "locate_artifact",
            "install_from_cache", "publish", "cache_cli"]

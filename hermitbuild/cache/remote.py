@@ -27,7 +27,7 @@ from .keys import check_key, checksum_key
 from .artifact import (_CHUNK, _SHA_RE, read_manifest)
 
 
-# --- remote cache
+# --- remote cache: the shared HTTP part, then the plain-HTTP store
 
 def _requests() -> Any:
     import requests
@@ -39,20 +39,19 @@ class _Unreachable(Exception):
     pass
 
 
-class RemoteCache:
-    """An HTTP(S) artifact store: HEAD/GET/PUT on ``<base>/<key>``; see the module docstring."""
+class HttpStore:
+    """What every HTTP(S)-based remote shares: a session, timeouts, retries, the outage memory.
 
-    def __init__(self, base_url: str, mode: str = "read", token: str = "",
-                 timeout: tuple[float, float] = (5.0, 60.0), retries: int = 2,
-                 backoff: float = 0.5) -> None:
+    Subclasses implement ``probe``, ``has``, ``download`` and ``put`` with this contract:
+    network trouble never raises (a warning, ``None``/``False``, and the store is marked down
+    for ``DOWN_SECONDS``); refusals (401/403/4xx) are warnings that do not mark it down."""
+
+    def __init__(self, base_url: str, mode: str, timeout: tuple[float, float], retries: int,
+                 backoff: float) -> None:
         if mode not in ("read", "readwrite"):
             raise ConfigError(f"remote cache mode must be read or readwrite, got {mode!r}",
                               "set remote_cache_mode to read or readwrite (or off for no remote)",
                               field="remote_cache_mode")
-        if not re.match(r"^https?://", base_url or ""):
-            raise ConfigError(f"remote cache URL {base_url!r} is not http(s)",
-                              "set remote_cache to e.g. https://cache.example.org/hermit",
-                              field="remote_cache")
         self.base_url = base_url.rstrip("/")
         self.mode = mode
         self.timeout = timeout
@@ -62,39 +61,31 @@ class RemoteCache:
 
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"hermitbuild/{__version__}"
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
 
-    # A remote found unreachable is skipped by every RemoteCache of this process for a while,
-    # so a build of many recipes (one RemoteCache each) waits for a dead server only once.
+    # A remote found unreachable is skipped by every store of this process for a while,
+    # so a build of many recipes (one store each) waits for a dead server only once.
     DOWN_SECONDS = 900.0
     _down_until: dict[str, float] = {}
 
     def __repr__(self) -> str:
-        return f"RemoteCache({self.base_url!r}, mode={self.mode!r})"
+        return f"{type(self).__name__}({self.base_url!r}, mode={self.mode!r})"
 
     @property
     def down(self) -> bool:
         """True while this remote is considered unreachable (skipped without a request)."""
-        return RemoteCache._down_until.get(self.base_url, 0.0) > time.monotonic()
+        return HttpStore._down_until.get(self.base_url, 0.0) > time.monotonic()
 
     @down.setter
     def down(self, value: bool) -> None:
         if value:
-            RemoteCache._down_until[self.base_url] = time.monotonic() + self.DOWN_SECONDS
+            HttpStore._down_until[self.base_url] = time.monotonic() + self.DOWN_SECONDS
         else:
-            RemoteCache._down_until.pop(self.base_url, None)
+            HttpStore._down_until.pop(self.base_url, None)
 
     @classmethod
     def forget_outages(cls) -> None:
         """Forget every remote marked unreachable (for tests and long-lived processes)."""
-        cls._down_until.clear()
-
-    def url(self, key: str) -> str:
-        return f"{self.base_url}/{check_key(key)}"
-
-    def checksum_url(self, key: str) -> str:
-        return f"{self.base_url}/{checksum_key(key)}"
+        HttpStore._down_until.clear()
 
     def _request(self, method: str, url: str, body: Callable[[], Any] | None = None,
                  **kwargs: Any) -> "requests.Response":
@@ -126,6 +117,70 @@ class RemoteCache:
         self.down = True
         logger.warning("remote cache %s is unreachable (%s while %s); building locally and not "
                        "using the remote for the rest of this run", self.base_url, exc, what)
+
+    def _refused(self, what: str, key: str, resp: "requests.Response") -> None:
+        hint = " (check the token or credentials)" if resp.status_code in (401, 403) else ""
+        logger.warning("remote cache %s refused %s %s: HTTP %d%s", self.base_url, what, key[:12],
+                       resp.status_code, hint)
+
+    def get(self, key: str, dest: Path) -> Path | None:
+        """Download ``key`` to ``dest`` (verified), or None on any trouble."""
+        got = self.download(key, dest)
+        return None if got is None else got[0]
+
+    def download(self, key: str, dest: Path) -> tuple[Path, str] | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _stream_to(self, resp: "requests.Response", part: Path) -> str:
+        """Write a streamed response to ``part``; return its sha256 (network errors propagate)."""
+        h = hashlib.sha256()
+        part.parent.mkdir(parents=True, exist_ok=True)
+        with resp, open(part, "wb") as out:
+            for chunk in resp.iter_content(_CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+        return h.hexdigest()
+
+    def _check_downloaded(self, key: str, part: Path, digest: str, expected: str) -> bool:
+        """The downloaded file has the expected sha256 and carries ``key`` (else it is deleted)."""
+        if digest != expected:
+            logger.warning("remote cache artifact %s is corrupt (sha256 %s..., expected %s...); "
+                           "rejected, the recipe will be built", key[:12], digest[:16], expected[:16])
+            part.unlink()
+            return False
+        try:
+            manifest_key = read_manifest(part).get("key")
+        except ArtifactError as exc:
+            manifest_key = None
+            logger.warning("remote cache artifact %s is unreadable: %s", key[:12], exc.why)
+        if manifest_key != key:
+            if manifest_key is not None:
+                logger.warning("remote cache artifact %s carries key %s; rejected", key[:12],
+                               str(manifest_key)[:12])
+            part.unlink()
+            return False
+        return True
+
+
+class RemoteCache(HttpStore):
+    """An HTTP(S) artifact store: HEAD/GET/PUT on ``<base>/<key>``; see the module docstring."""
+
+    def __init__(self, base_url: str, mode: str = "read", token: str = "",
+                 timeout: tuple[float, float] = (5.0, 60.0), retries: int = 2,
+                 backoff: float = 0.5) -> None:
+        if not re.match(r"^https?://", base_url or ""):
+            raise ConfigError(f"remote cache URL {base_url!r} is not http(s)",
+                              "set remote_cache to e.g. https://cache.example.org/hermit",
+                              field="remote_cache")
+        super().__init__(base_url, mode, timeout, retries, backoff)
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def url(self, key: str) -> str:
+        return f"{self.base_url}/{check_key(key)}"
+
+    def checksum_url(self, key: str) -> str:
+        return f"{self.base_url}/{checksum_key(key)}"
 
     _PROBE = "hermitbuild-doctor-probe"
 
@@ -167,13 +222,9 @@ class RemoteCache:
                            self.base_url, resp.status_code)
         return resp.status_code == 200
 
-    def get(self, key: str, dest: Path) -> Path | None:
-        """Download ``key`` to ``dest`` (verified against its checksum object), or None on any trouble."""
-        got = self.download(key, dest)
-        return None if got is None else got[0]
-
     def download(self, key: str, dest: Path) -> tuple[Path, str] | None:
-        """Like :meth:`get`, also returning the verified sha256 of the downloaded file."""
+        """Download ``key`` to ``dest``, verified against its checksum object; return the path
+        and that sha256, or None on any trouble."""
         if self.down:
             return None
         dest = Path(dest)
@@ -202,32 +253,12 @@ class RemoteCache:
                         self._refused("reading", key, resp)
                     return None
                 try:
-                    h = hashlib.sha256()
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with resp, open(part, "wb") as out:
-                        for chunk in resp.iter_content(_CHUNK):
-                            h.update(chunk)
-                            out.write(chunk)
+                    digest = self._stream_to(resp, part)
                     break
                 except (_requests().RequestException, ConnectionError) as exc:
                     if attempt == self.retries:
                         raise _Unreachable(f"download interrupted: {exc}") from None
-            if h.hexdigest() != expected:
-                logger.warning("remote cache artifact %s is corrupt (sha256 %s..., expected %s...); "
-                               "rejected, the recipe will be built", key[:12], h.hexdigest()[:16],
-                               expected[:16])
-                part.unlink()
-                return None
-            try:
-                manifest_key = read_manifest(part).get("key")
-            except ArtifactError as exc:
-                manifest_key = None
-                logger.warning("remote cache artifact %s is unreadable: %s", key[:12], exc.why)
-            if manifest_key != key:
-                if manifest_key is not None:
-                    logger.warning("remote cache artifact %s carries key %s; rejected", key[:12],
-                                   str(manifest_key)[:12])
-                part.unlink()
+            if not self._check_downloaded(key, part, digest, expected):
                 return None
             os.replace(part, dest)
             logger.info("downloaded %s from the remote cache", key[:12])
@@ -268,8 +299,3 @@ class RemoteCache:
             return False
         logger.info("pushed %s (%s) to the remote cache", key[:12], format_size(size))
         return True
-
-    def _refused(self, what: str, key: str, resp: "requests.Response") -> None:
-        hint = " (check the token)" if resp.status_code in (401, 403) else ""
-        logger.warning("remote cache %s refused %s %s: HTTP %d%s", self.base_url, what, key[:12],
-                       resp.status_code, hint)

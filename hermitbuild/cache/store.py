@@ -15,24 +15,32 @@ from ..settings import Settings
 from .restore import restore_artifact
 from .keys import parse_size
 from .local import LocalCache
-from .remote import RemoteCache
+from .oci import OciRemoteCache
+from .remote import HttpStore, RemoteCache
 
 logger = logging.getLogger(__name__)
 
 
-def open_caches(settings: Settings) -> tuple[LocalCache, RemoteCache | None]:
+def open_remote(url: str, mode: str, token: str = "") -> HttpStore:
+    """The remote store for ``url``: an OCI registry (``oci://``, ``oci+http://``) or plain HTTP(S)."""
+    if url.startswith(("oci://", "oci+http://")):
+        return OciRemoteCache(url, mode, token)
+    return RemoteCache(url, mode, token)
+
+
+def open_caches(settings: Settings) -> tuple[LocalCache, HttpStore | None]:
     """The local cache and (when the mode is not off) the remote cache of these settings."""
     cache_dir = settings.cache_dir or (settings.build_dir / "cache")
     local = LocalCache(cache_dir, parse_size(settings.cache_max_size))
     remote = None
     if settings.remote_cache_mode != "off":
-        remote = RemoteCache(settings.remote_cache, settings.remote_cache_mode,
+        remote = open_remote(settings.remote_cache, settings.remote_cache_mode,
                              settings.remote_cache_token)
     return local, remote
 
 
 def locate_artifact(key: str, local: LocalCache,
-                    remote: RemoteCache | None) -> tuple[Path, str] | None:
+                    remote: HttpStore | None) -> tuple[Path, str] | None:
     """The artifact of ``key`` and its recorded sha256: from the local cache, or downloaded
     from the remote into it (verified there) on a local miss.  The local file is not hashed
     here; whoever reads it checks the digest in the same pass (:func:`install_from_cache`)."""
@@ -60,7 +68,7 @@ def locate_artifact(key: str, local: LocalCache,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def fetch_artifact(key: str, local: LocalCache, remote: RemoteCache | None) -> Path | None:
+def fetch_artifact(key: str, local: LocalCache, remote: HttpStore | None) -> Path | None:
     """The verified artifact of ``key`` (local, else downloaded from the remote), or None."""
     path = local.get(key)
     if path is not None or remote is None:
@@ -69,7 +77,7 @@ def fetch_artifact(key: str, local: LocalCache, remote: RemoteCache | None) -> P
     return None if found is None else found[0]
 
 
-def install_from_cache(key: str, dest_root: Path, local: LocalCache, remote: RemoteCache | None,
+def install_from_cache(key: str, dest_root: Path, local: LocalCache, remote: HttpStore | None,
                        found: tuple[Path, str] | None = None) -> list[str] | None:
     """Restore ``key`` into ``dest_root`` from the caches; None means "not cached, build it".
 
@@ -95,7 +103,7 @@ def install_from_cache(key: str, dest_root: Path, local: LocalCache, remote: Rem
         return None
 
 
-def publish(key: str, artifact: Path, local: LocalCache, remote: RemoteCache | None,
+def publish(key: str, artifact: Path, local: LocalCache, remote: HttpStore | None,
             push: bool = True) -> Path:
     """Store ``artifact`` locally and (when ``push`` and the remote is read-write) push it."""
     stored = local.put(key, artifact)
