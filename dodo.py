@@ -28,3 +28,4 @@ task_debug = tasks.task_debug
 task_boot = tasks.task_boot
 task_smoke = tasks.task_smoke
 task_image = tasks.task_image
+task_sbom = tasks.task_sbom

@@ -82,6 +82,7 @@ Contract:
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import shutil
@@ -90,7 +91,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import cache, container, doctor, fetch, plan
+from . import cache, container, doctor, fetch, plan, sbom
 from .cache import keys
 from .progress import history, live_step, record, remember, step_line
 from .errors import BuildError, CommandError, ConfigError, ContainerError, HermitBuildError
@@ -515,7 +516,12 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         settings.build_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".artifact-{name}-", dir=settings.build_dir))
         try:
-            artifact = cache.pack_artifact(staged, key, inputs, tmp / f"{key}.tar.zst")
+            created = datetime.datetime.fromtimestamp(source_date_epoch(recipe, recipes, settings),
+                                                      datetime.timezone.utc)
+            artifact = cache.pack_artifact(
+                staged, key, inputs, tmp / f"{key}.tar.zst",
+                describe=sbom.describe_artifact(recipe, recipes, settings, key, str(inputs.get("tree", "")),
+                                                created))
             _refuse_shared_files(recipe, recipes, settings, artifact)
             stored = cache.publish(key, artifact, local, remote, push=push)
         finally:

@@ -23,9 +23,10 @@ import os
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import (build, cache, container, debug, doctor, fetch, gate, image, plan, prepare, progress, qemu,
+from . import (build, cache, container, debug, doctor, fetch, gate, image, plan, prepare, progress, qemu, sbom,
                syscalls)
 from .errors import ConfigError, HermitBuildError
 from .recipe import RecipeSet, load_recipes
@@ -226,6 +227,39 @@ def cmd_boot(settings: Settings, args: list[str]) -> int:
 def cmd_debug(settings: Settings, args: list[str]) -> int:
     return debug.debug_main(args, settings, exec_prefix=_exec_prefix(settings, args),
                             interactive_prefix=_exec_prefix(settings, args, interactive=True))
+
+
+def installed_manifests(settings: Settings, recipes: RecipeSet) -> tuple[list[str], dict[str, dict]]:
+    """The installed toolchain recipes (in order) and the artifact manifests the local cache still holds."""
+    local, _ = cache.open_caches(settings)
+    names = [n for n in toolchain_recipes(settings, recipes) if build.is_installed(n, recipes, settings)]
+    manifests: dict[str, dict] = {}
+    for name in names:
+        found = local.lookup(build.recipe_key(name, recipes, settings)[0])
+        if found is not None:
+            try:
+                manifests[name] = cache.read_manifest(found[0])
+            except HermitBuildError as exc:
+                logger.warning("%s: %s; describing the installed files instead", name, exc.why)
+    return names, manifests
+
+
+def cmd_sbom(settings: Settings, args: list[str]) -> int:
+    """`doit sbom [--output FILE]`: the SPDX 2.3 SBOM of the installed toolchain."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="doit sbom", description=cmd_sbom.__doc__)
+    parser.add_argument("--output", "-o", type=Path, default=settings.build_dir / "sbom.spdx.json")
+    opts = parser.parse_args(args)
+    recipes = _recipes(settings)
+    names, manifests = installed_manifests(settings, recipes)
+    if not names:
+        raise HermitBuildError("no toolchain recipe is installed, so there is nothing to describe",
+                               f"nothing is installed under {settings.prefix}",
+                               "run `doit toolchain` first")
+    out = sbom.write_sbom(sbom.prefix_sbom(recipes, settings, names, manifests), opts.output)
+    print(f"wrote {out}: SPDX 2.3, {len(names)} packages ({', '.join(names)})")
+    return 0
 
 
 def cmd_image(settings: Settings, args: list[str]) -> int:

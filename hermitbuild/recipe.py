@@ -18,6 +18,8 @@ The schema (every key; unknown keys are errors)::
     name: binutils              # must equal the file name without .yaml
     version: "2.30.51"
     description: one line
+    license: GPL-3.0-or-later   # SPDX license expression (declared license, for the SBOM)
+    license_note: "..."         # the text behind any LicenseRef-... in `license`
     image: toolchain            # containers/Containerfile.<image>
     depends: [other, recipes]   # built (and installed) before this one
     install_root: prefix        # prefix | tools  (where {install} points)
@@ -86,7 +88,7 @@ _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _PATCH_RE = re.compile(r"^(\d{4})-[A-Za-z0-9._+-]+\.patch$")
 
-RECIPE_KEYS = {"name", "version", "description", "image", "depends", "install_root",
+RECIPE_KEYS = {"name", "version", "description", "license", "license_note", "image", "depends", "install_root",
                "build_in_source", "incremental", "syscalls", "ignores_syscalls", "tree_from", "patch_dir",
                "patch_strip", "source_date_epoch", "env", "sources", "steps", "variants",
                "variant_setting", "drop_files", "replaces"}
@@ -184,6 +186,8 @@ class Recipe:
     steps: tuple[Step, ...] = ()
     variant: str | None = None
     drop_files: tuple[str, ...] = ()  # install-root-relative patterns left out of the artifact
+    license: str = ""  # SPDX license expression ("" = not declared: NOASSERTION in the SBOM)
+    license_note: str = ""  # the text behind a LicenseRef-... in ``license``
     replaces: tuple[str, ...] = ()  # dependencies whose files this recipe installs again
 
     @property
@@ -599,7 +603,25 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
         source_date_epoch=_int(c, merged, "source_date_epoch", "", None),
         env=_env(c, merged, ""), sources=sources, patches=patches, steps=steps, variant=variant,
         drop_files=tuple(drop_files), replaces=tuple(replaces),
+        license=_license(c, merged), license_note=_str(c, merged, "license_note", ""),
     )
+
+
+_LICENSE_RE = re.compile(r"^[A-Za-z0-9.+()\- ]+$")
+
+
+def _license(c: _Ctx, node: dict) -> str:
+    """The ``license`` field: an SPDX expression's characters (fully parsed by the SBOM writer)."""
+    value = _str(c, node, "license", "")
+    if value and (not _LICENSE_RE.match(value) or value.count("(") != value.count(")")):
+        raise c.error(f"'license' is not an SPDX license expression: {value!r}",
+                      "write e.g. `license: GPL-3.0-or-later WITH GCC-exception-3.1` "
+                      "(ids from https://spdx.org/licenses/)", node, "license", field="license")
+    if "LicenseRef-" in value and not node.get("license_note"):
+        raise c.error("'license' uses a LicenseRef- but there is no license_note",
+                      "add `license_note: \"...\"` saying what the license is and where its text is",
+                      node, "license", field="license_note")
+    return value
 
 
 def load_recipes(recipes_dir: Path, patches_root: Path,

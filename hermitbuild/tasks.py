@@ -173,6 +173,11 @@ def task_debug() -> Task:
     return _command_task(cli.cmd_debug, "debug")
 
 
+def task_sbom() -> Task:
+    """Write the SPDX 2.3 SBOM of the installed toolchain: `doit sbom [--output FILE]`."""
+    return _command_task(cli.cmd_sbom, "sbom")
+
+
 def task_image() -> Task:
     """Make a bootable GRUB ISO (ldhermit.elf + app) and an xl config: `doit image APP [--boot-check]`."""
     return _command_task(cli.cmd_image, "image")

@@ -23,11 +23,10 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 from .. import __version__
 from ..errors import ArtifactError, CacheError
-from ..fsutil import sha256_file
 from ..settings import format_size
 
 logger = logging.getLogger(__name__)
@@ -145,9 +144,25 @@ def _artifact_writer(out: Path, level: int = ZSTD_LEVEL) -> Iterator[tarfile.Tar
         raise
 
 
+def _hash_file(path: str) -> tuple[str, str, int]:
+    """(sha256, sha1, size) of a file in one read (sha1 is what SPDX requires of files)."""
+    h256, h1, size = hashlib.sha256(), hashlib.sha1(), 0
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            if not chunk:
+                return h256.hexdigest(), h1.hexdigest(), size
+            h256.update(chunk)
+            h1.update(chunk)
+            size += len(chunk)
+
+
 def pack_artifact(stage_root: Path, key: str, inputs: Mapping, out: Path,
-                  *, level: int = ZSTD_LEVEL) -> Path:
-    """Pack everything under ``stage_root`` into the artifact ``out`` (atomic); return ``out``."""
+                  *, level: int = ZSTD_LEVEL,
+                  describe: Callable[[list[dict[str, Any]]], Mapping[str, Any]] | None = None) -> Path:
+    """Pack everything under ``stage_root`` into the artifact ``out`` (atomic); return ``out``.
+
+    ``describe(file list)``: extra manifest fields computed from the files (the SBOM)."""
     stage_root = Path(stage_root)
     check_key(key)
     if not stage_root.is_dir():
@@ -159,8 +174,8 @@ def pack_artifact(stage_root: Path, key: str, inputs: Mapping, out: Path,
     for e in entries:
         item: dict[str, Any] = {"path": e.path, "type": e.type, "mode": e.mode}
         if e.type == "file":
-            digest, size = sha256_file(e.abspath)
-            item.update(sha256=digest, size=size)
+            digest, sha1, size = _hash_file(e.abspath)
+            item.update(sha256=digest, sha1=sha1, size=size)
         elif e.type == "symlink":
             item["target"] = e.target
         manifest_files.append(item)
@@ -174,6 +189,13 @@ def pack_artifact(stage_root: Path, key: str, inputs: Mapping, out: Path,
         "created": now.isoformat().replace("+00:00", "Z"),
         "tool": f"hermitbuild {__version__}",
     }
+    if describe is not None:
+        extra = dict(describe(manifest_files))
+        clash = set(extra) & set(manifest)
+        if clash:
+            raise CacheError(f"cannot pack {key[:12]}: {', '.join(sorted(clash))} are fixed fields",
+                             "a description may only add fields", "use another field name")
+        manifest.update(extra)
     blob = json.dumps(manifest, sort_keys=True, indent=1, default=str).encode("utf-8")
 
     out = Path(out)
