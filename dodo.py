@@ -29,3 +29,4 @@ task_boot = tasks.task_boot
 task_smoke = tasks.task_smoke
 task_image = tasks.task_image
 task_sbom = tasks.task_sbom
+task_toolchain_image = tasks.task_toolchain_image

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import (build, cache, container, debug, doctor, fetch, gate, image, plan, prepare, progress, qemu, sbom,
-               syscalls)
+               syscalls, toolchain_image)
 from .errors import ConfigError, HermitBuildError
 from .recipe import RecipeSet, load_recipes
 from .settings import Settings, load_settings
@@ -178,6 +178,9 @@ def _smoke(settings: Settings) -> qemu.SmokeResult:
 
 def do_smoke(settings: Settings) -> None:
     result = _smoke(settings)
+    # the result goes into the installed artifacts: the toolchain image is pushed only after a pass
+    names, _ = installed_manifests(settings, _recipes(settings))
+    gate.record_and_push(names, settings, result.to_manifest())
     if not result.passed:
         raise HermitBuildError("smoke test failed", result.summary(),
                                "read the logs under build/logs/smoke, fix the toolchain, re-run `doit smoke`")
@@ -259,6 +262,31 @@ def cmd_sbom(settings: Settings, args: list[str]) -> int:
                                "run `doit toolchain` first")
     out = sbom.write_sbom(sbom.prefix_sbom(recipes, settings, names, manifests), opts.output)
     print(f"wrote {out}: SPDX 2.3, {len(names)} packages ({', '.join(names)})")
+    return 0
+
+
+def cmd_toolchain_image(settings: Settings, args: list[str]) -> int:
+    """`doit toolchain_image [--push oci://REGISTRY/REPO]`: the installed toolchain as an OCI image."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="doit toolchain_image", description=cmd_toolchain_image.__doc__)
+    parser.add_argument("--push", metavar="URL", help="push both tags to this registry repository "
+                        "(oci://HOST/REPO, or oci+http://HOST:PORT/REPO for plain HTTP); only after "
+                        "`doit smoke` passed, with smoke_gate on")
+    opts = parser.parse_args(args)
+    recipes = _recipes(settings)
+    names, manifests = installed_manifests(settings, recipes)
+    if not names:
+        raise HermitBuildError("no toolchain recipe is installed, so there is no image to make",
+                               f"nothing is installed under {settings.prefix}", "run `doit toolchain` first")
+    if opts.push:
+        toolchain_image.check_smoke_gate(names, manifests, settings)  # before minutes of work
+    keys = {n: build.recipe_key(n, recipes, settings)[0] for n in names}
+    img = toolchain_image.build_toolchain_image(names, keys, recipes, settings, manifests)
+    print(f"built {', '.join(img.tags)}: {len(names)} recipe layers ({', '.join(names)}) and the SBOM")
+    if opts.push:
+        for ref in toolchain_image.push_toolchain_image(img, opts.push, settings, manifests):
+            print(f"pushed {ref}")
     return 0
 
 

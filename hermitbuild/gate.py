@@ -44,7 +44,7 @@ def record_and_push(names: Sequence[str], settings: Settings, smoke: Mapping[str
             continue
         tmp = Path(tempfile.mkdtemp(prefix=f".annotate-{name}-", dir=settings.build_dir))
         try:
-            annotated = cache.annotate_artifact(artifact, {"smoke": dict(smoke)}, tmp / f"{key}.tar.gz")
+            annotated = cache.annotate_artifact(artifact, {"smoke": dict(smoke)}, tmp / f"{key}.tar.zst")
             local.put(key, annotated, move=True, replace=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

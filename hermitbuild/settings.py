@@ -84,6 +84,8 @@ class Settings:
     remote_cache_token: str = ""  # read from the variable named above, never from the file
     cache_max_size: str = "20G"
     smoke_gate: bool = True
+    image_base: str = "runtime"  # containers/Containerfile.<image_base>: the toolchain image's base
+    image_name: str = "localhost/hermit-toolchain"  # the toolchain image (`doit toolchain_image`)
     kvm: str = "auto"  # auto | on | off: KVM for booting unikernels (doit boot / smoke)
     download_stall: str = "60s"  # a transfer below download_min_rate over this long is cut and retried
     download_min_rate: str = "1K"  # bytes per second (K, M suffixes)
@@ -219,7 +221,7 @@ _INT_FIELDS = {"jobs"}
 _LIST_FIELDS = {"mirrors", "runtime_options", "hermit_languages", "skip"}
 _STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "gdb_variant", "remote_cache", "kvm", "step_timeout",
                "download_stall", "download_min_rate", "download_deadline",
-               "remote_cache_mode", "remote_cache_token_env", "cache_max_size"}
+               "remote_cache_mode", "remote_cache_token_env", "cache_max_size", "image_base", "image_name"}
 _MAP_FIELDS = {"overrides"}
 FILE_FIELDS = _PATH_FIELDS | _BOOL_FIELDS | _INT_FIELDS | _LIST_FIELDS | _STR_FIELDS | _MAP_FIELDS
 
@@ -390,6 +392,14 @@ def _validate(kwargs: Mapping[str, Any], where: Callable[[str], dict[str, Any]])
         raise ConfigError(f"hermit_languages has {', '.join(map(repr, unknown))}, which HermitCore's "
                           "cmake does not know", "use some of: " + ", ".join(HERMIT_LANGUAGES),
                           **where("hermit_languages"))
+    if not re.match(r"^[a-z0-9][a-z0-9._-]*$", kwargs.get("image_base", "runtime")):
+        raise ConfigError(f"image_base must name a containers/Containerfile.<name>, got {kwargs['image_base']!r}",
+                          "write `image_base: runtime`", **where("image_base"))
+    if not re.match(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9]$", kwargs.get("image_name", "localhost/hermit-toolchain")) \
+            or kwargs.get("image_name", "x").count(":") > 1:
+        raise ConfigError(f"image_name must be an image repository without a tag, got {kwargs['image_name']!r}",
+                          "write e.g. `image_name: localhost/hermit-toolchain` (tags are added: the "
+                          "toolchain's key and a readable name)", **where("image_name"))
     if not _TARGET_RE.match(kwargs.get("target", "x86_64-hermit")):
         raise ConfigError(f"target {kwargs['target']!r} is not a target triple",
                           "write `target: x86_64-hermit`", **where("target"))

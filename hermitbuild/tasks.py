@@ -178,6 +178,11 @@ def task_sbom() -> Task:
     return _command_task(cli.cmd_sbom, "sbom")
 
 
+def task_toolchain_image() -> Task:
+    """The installed toolchain as an OCI image, a layer per recipe: `doit toolchain_image [--push oci://R/REPO]`."""
+    return _command_task(cli.cmd_toolchain_image, "toolchain_image")
+
+
 def task_image() -> Task:
     """Make a bootable GRUB ISO (ldhermit.elf + app) and an xl config: `doit image APP [--boot-check]`."""
     return _command_task(cli.cmd_image, "image")
