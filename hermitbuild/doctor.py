@@ -307,6 +307,9 @@ def check_remote(settings: Settings) -> list[Check]:
     assert remote is not None
     token = " with a token" if settings.remote_cache_token else \
         f" without a token ({settings.remote_cache_token_env} is not set)"
+    credentials = getattr(remote, "credentials", None)
+    if not settings.remote_cache_token and credentials is not None:
+        token = f" with the credentials of user {credentials[0]!r} from a podman/docker auth file"
     status, detail = remote.probe()
     if status != "ok":
         return [Check("remote cache", "warn", f"{settings.remote_cache} ({settings.remote_cache_mode}"

@@ -82,6 +82,8 @@ class Settings:
     remote_cache_mode: str = "off"
     remote_cache_token_env: str = "HERMITBUILD_CACHE_TOKEN"
     remote_cache_token: str = ""  # read from the variable named above, never from the file
+    # podman's / docker's credential files, in lookup order (from the environment at load)
+    registry_auth_files: tuple[Path, ...] = ()
     cache_max_size: str = "20G"
     smoke_gate: bool = True
     image_base: str = "runtime"  # containers/Containerfile.<image_base>: the toolchain image's base
@@ -405,6 +407,16 @@ def _validate(kwargs: Mapping[str, Any], where: Callable[[str], dict[str, Any]])
                           "write `target: x86_64-hermit`", **where("target"))
 
 
+def registry_auth_files(environ: Mapping[str, str]) -> tuple[Path, ...]:
+    """Where podman and docker keep registry credentials, in the order they are consulted."""
+    home = Path(environ.get("HOME") or Path.home())
+    files = [Path(environ["REGISTRY_AUTH_FILE"])] if environ.get("REGISTRY_AUTH_FILE") else []
+    if environ.get("XDG_RUNTIME_DIR"):
+        files.append(Path(environ["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
+    files += [home / ".config" / "containers" / "auth.json", home / ".docker" / "config.json"]
+    return tuple(files)
+
+
 def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None,
                   file: Path | str | None = None) -> Settings:
     """Read, override and validate the settings; see the module docstring."""
@@ -480,4 +492,5 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     _validate(kwargs, where)
     token_env = kwargs.get("remote_cache_token_env", "HERMITBUILD_CACHE_TOKEN")
     kwargs["remote_cache_token"] = environ.get(token_env, "") if token_env else ""
+    kwargs["registry_auth_files"] = registry_auth_files(environ)
     return Settings(root=root, file=path if path.exists() else None, origins=origins, **kwargs)

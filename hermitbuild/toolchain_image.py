@@ -9,8 +9,8 @@ Contract:
   <image_base>: what the toolchain needs at run time) one ``COPY`` layer per recipe, then
   the prefix's SPDX SBOM (``<prefix>/share/hermitbuild/sbom.spdx.json``) as the last layer,
   ``PATH`` with the prefix's ``bin`` first and OCI labels naming the recipes and keys.
-- File times in the layers and the image's creation time are ``SOURCE_DATE_EPOCH``
-  (``--timestamp``; 0 unless set), so a recipe's layer has the same digest in every image
+- File times in the layers and the image's creation time are 0 (``--timestamp 0``; the
+  image's date is not its content), so a recipe's layer has the same digest in every image
   that contains the same artifact: variants that differ in one recipe share the other
   layers, in local storage and in a registry.
 - Tags: ``<image_name>:<toolchain key[:16]>`` (the key hashes every recipe key and the base
@@ -115,8 +115,7 @@ def build_toolchain_image(names: Sequence[str], keys: Mapping[str, str], recipes
         write_atomic(ctx / "Containerfile", "\n".join(lines) + "\n")
         tags = (f"{settings.image_name}:{key[:16]}",
                 f"{settings.image_name}:{settings.target}-gcc-{settings.gcc_variant}")
-        epoch = os.environ.get("SOURCE_DATE_EPOCH", "0")
-        argv = [rt, "build", *container.build_options(settings), "--timestamp", epoch]
+        argv = [rt, "build", *container.build_options(settings), "--timestamp", "0"]
         for tag in tags:
             argv += ["-t", tag]
         log = settings.logs_dir / "containers" / "toolchain-image.log"
@@ -168,7 +167,8 @@ def push_toolchain_image(image: ToolchainImage, url: str, settings: Settings,
     pushed = []
     log = settings.logs_dir / "containers" / "toolchain-image-push.log"
     with tempfile.TemporaryDirectory(prefix="hermitbuild-push-") as tmp:
-        auth = _auth_file(Path(tmp), host, registry_credentials(host, settings.remote_cache_token))
+        auth = _auth_file(Path(tmp), host, registry_credentials(host, settings.remote_cache_token,
+                                                                  settings.registry_auth_files))
         for tag in image.tags:
             dest = f"docker://{host}/{repo}:{tag.rsplit(':', 1)[1]}"
             argv = [rt, "push", f"--tls-verify={'false' if api.startswith('http:') else 'true'}"]

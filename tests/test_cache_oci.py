@@ -18,7 +18,7 @@ from hermitbuild.cache import (LocalCache, OciRemoteCache, RemoteCache, install_
                                pack_artifact, parse_oci_url, publish)
 from hermitbuild.cache.oci import CONFIG_TYPE, LAYER_TYPE, MANIFEST_TYPE, registry_credentials
 from hermitbuild.errors import ConfigError
-from hermitbuild.settings import load_settings
+from hermitbuild.settings import load_settings, registry_auth_files
 
 from helpers_cache import make_stage, snapshot
 from helpers_nginx import free_port
@@ -50,7 +50,7 @@ def art(tmp_path: Path, stage: Path) -> Path:
 
 def oci(reg: Registry, mode: str = "readwrite", token: str | None = None, **kw) -> OciRemoteCache:
     return OciRemoteCache(reg.url(), mode, reg.token if token is None else token, timeout=(2, 10),
-                          retries=1, backoff=0.05, environ=kw.pop("environ", {"HOME": "/nonexistent"}), **kw)
+                          retries=1, backoff=0.05, **kw)
 
 
 def registry_manifest(reg: Registry, k: str) -> dict:
@@ -97,12 +97,15 @@ def test_credentials_from_an_auth_file(tmp_path: Path, registry: Registry, art: 
     auth.write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(
         registry.token.encode()).decode()}}}))
     env = {"HOME": str(tmp_path), "REGISTRY_AUTH_FILE": str(auth)}
-    assert registry_credentials(host, "", env) == (registry.user, registry.password)
-    assert oci(registry, "read", token="", environ=env).has(key(1))
+    files = registry_auth_files(env)
+    assert files[0] == auth and registry_credentials(host, "", files) == (registry.user, registry.password)
+    assert oci(registry, "read", token="", auth_files=files).has(key(1))
     docker = tmp_path / ".docker" / "config.json"
     docker.parent.mkdir()
     shutil.move(auth, docker)
-    assert oci(registry, "read", token="", environ={"HOME": str(tmp_path)}).has(key(1))
+    assert oci(registry, "read", token="", auth_files=registry_auth_files({"HOME": str(tmp_path)})).has(key(1))
+    # the settings carry the same list, read from the environment once at load
+    assert load_settings(tmp_path, environ={"HOME": str(tmp_path)}).registry_auth_files[-1] == docker
 
 
 def test_refused_credentials_are_warnings_not_outages(tmp_path: Path, registry: Registry, art: Path,

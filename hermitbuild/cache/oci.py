@@ -18,9 +18,9 @@ Contract:
   digest and carry the key in its own manifest (as strict as the HTTP store).
 - Credentials: the token setting (``remote_cache_token``: ``USER:SECRET``, or a bare token
   used as the password, e.g. ``GITHUB_TOKEN`` for ghcr.io), else the user's podman/docker
-  credentials file for that host (``REGISTRY_AUTH_FILE``, ``$XDG_RUNTIME_DIR/containers/
-  auth.json``, ``~/.config/containers/auth.json``, ``~/.docker/config.json``; ``auth``
-  entries, not credential helpers).  A 401 challenge is answered once per request:
+  credentials file for that host (``Settings.registry_auth_files``: ``REGISTRY_AUTH_FILE``,
+  ``$XDG_RUNTIME_DIR/containers/auth.json``, ``~/.config/containers/auth.json``,
+  ``~/.docker/config.json``; ``auth`` entries, not credential helpers).  A 401 challenge is answered once per request:
   ``Basic`` with the credentials, ``Bearer realm=...`` by fetching a token for the
   repository's scope from the realm (with the credentials, or anonymously).
 - Failures behave as in :class:`~hermitbuild.cache.remote.HttpStore`: never raised; the
@@ -42,7 +42,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import urljoin
 
 from ..errors import ArtifactError, ConfigError
@@ -86,20 +86,13 @@ def parse_oci_url(url: str) -> tuple[str, str, str]:
 
 
 def registry_credentials(host: str, token: str = "",
-                         environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
-    """(user, secret) for ``host``: from the token setting, else a podman/docker auth file."""
+                         auth_files: Sequence[Path] = ()) -> tuple[str, str] | None:
+    """(user, secret) for ``host``: from the token setting, else the first podman/docker auth
+    file (``Settings.registry_auth_files``) with an ``auth`` entry for it."""
     if token:
         user, sep, secret = token.partition(":")
         return (user, secret) if sep and user and secret else ("hermitbuild", token)
-    env = os.environ if environ is None else environ
-    home = Path(env.get("HOME", str(Path.home())))
-    files = [env.get("REGISTRY_AUTH_FILE", "")]
-    if env.get("XDG_RUNTIME_DIR"):
-        files.append(os.path.join(env["XDG_RUNTIME_DIR"], "containers", "auth.json"))
-    files += [str(home / ".config" / "containers" / "auth.json"), str(home / ".docker" / "config.json")]
-    for name in files:
-        if not name:
-            continue
+    for name in auth_files:
         try:
             auths = json.loads(Path(name).read_text(encoding="utf-8")).get("auths") or {}
         except (OSError, ValueError, AttributeError):
@@ -127,10 +120,10 @@ class OciRemoteCache(HttpStore):
 
     def __init__(self, url: str, mode: str = "read", token: str = "",
                  timeout: tuple[float, float] = (5.0, 60.0), retries: int = 2, backoff: float = 0.5,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 auth_files: Sequence[Path] = ()) -> None:
         self.api, self.host, self.repo = parse_oci_url(url)
         super().__init__(url, mode, timeout, retries, backoff)
-        self.credentials = registry_credentials(self.host, token, environ)
+        self.credentials = registry_credentials(self.host, token, auth_files)
         self._scopes: set[str] = set()
 
     # ---- the distribution API, with the 401 challenge answered once per request

@@ -9,6 +9,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import ArtifactError, CacheError, HermitBuildError
 from ..settings import Settings
@@ -21,10 +22,10 @@ from .remote import HttpStore, RemoteCache
 logger = logging.getLogger(__name__)
 
 
-def open_remote(url: str, mode: str, token: str = "") -> HttpStore:
+def open_remote(url: str, mode: str, token: str = "", auth_files: Sequence[Path] = ()) -> HttpStore:
     """The remote store for ``url``: an OCI registry (``oci://``, ``oci+http://``) or plain HTTP(S)."""
     if url.startswith(("oci://", "oci+http://")):
-        return OciRemoteCache(url, mode, token)
+        return OciRemoteCache(url, mode, token, auth_files=auth_files)
     return RemoteCache(url, mode, token)
 
 
@@ -35,7 +36,7 @@ def open_caches(settings: Settings) -> tuple[LocalCache, HttpStore | None]:
     remote = None
     if settings.remote_cache_mode != "off":
         remote = open_remote(settings.remote_cache, settings.remote_cache_mode,
-                             settings.remote_cache_token)
+                             settings.remote_cache_token, settings.registry_auth_files)
     return local, remote
 
 
