@@ -31,6 +31,7 @@ from ..settings import format_size
 
 logger = logging.getLogger(__name__)
 from .keys import _KEY_RE, check_key
+from .tarstream import Member, TarStream, open_stream
 
 
 ARTIFACT_FORMAT = 1
@@ -454,15 +455,21 @@ def _walk_members(artifact: Path, expected_key: str | None, extract_to: Path | N
 
     ``raw_sha256``: the recorded sha256 of the whole file, checked in the same pass."""
     try:
-        with _open_tar(artifact, drain=True, raw_sha256=raw_sha256) as tar:
-            manifest = _read_manifest_member(tar, artifact)
+        with open_stream(artifact, raw_sha256) as stream:
+            members = stream.members()
+            first = next(members, None)
+            if first is None or first.name != MANIFEST_NAME or first.kind != "file":
+                raise _bad(artifact, "the first member is not manifest.json")
+            if first.size > _MAX_MANIFEST:
+                raise _bad(artifact, "manifest.json is implausibly large")
+            try:
+                manifest = json.loads(b"".join(stream.data()).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise _bad(artifact, f"manifest.json is not valid JSON: {exc}") from None
             files = _check_manifest(manifest, artifact, expected_key)
             by_path = {f["path"]: f for f in files}
             seen: set[str] = set()
-            while True:
-                member = tar.next()
-                if member is None:
-                    break
+            for member in members:
                 if not member.name.startswith(FILES_PREFIX):
                     raise _bad(artifact, f"unexpected member {member.name!r}")
                 rel = member.name[len(FILES_PREFIX):].rstrip("/")
@@ -476,46 +483,7 @@ def _walk_members(artifact: Path, expected_key: str | None, extract_to: Path | N
                     raise _bad(artifact, f"member {rel!r} comes before its directory")
                 seen.add(rel)
                 target = None if extract_to is None else os.path.join(extract_to, rel)
-                kind = item["type"]
-                if kind == "dir":
-                    if not member.isdir():
-                        raise _bad(artifact, f"{rel!r} should be a directory")
-                    if target is not None:
-                        os.mkdir(target, 0o700)
-                        os.chmod(target, (item["mode"] & 0o777) | 0o700)
-                elif kind == "symlink":
-                    if not member.issym() or member.linkname != item["target"]:
-                        raise _bad(artifact, f"{rel!r} should be a symlink to {item['target']!r}")
-                    if target is not None:
-                        os.symlink(item["target"], target)
-                        with contextlib.suppress(OSError, NotImplementedError):
-                            os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
-                else:
-                    if not member.isreg() or member.size != item["size"]:
-                        raise _bad(artifact, f"{rel!r} should be a file of {item['size']} bytes")
-                    src = tar.extractfile(member)
-                    assert src is not None
-                    h = hashlib.sha256()
-                    size = 0
-                    out_fh = open(target, "xb") if target is not None else None
-                    try:
-                        while True:
-                            chunk = src.read(_CHUNK)
-                            if not chunk:
-                                break
-                            h.update(chunk)
-                            size += len(chunk)
-                            if out_fh is not None:
-                                out_fh.write(chunk)
-                    finally:
-                        if out_fh is not None:
-                            out_fh.close()
-                    if size != item["size"] or h.hexdigest() != item["sha256"]:
-                        raise _bad(artifact, f"content of {rel!r} does not match its sha256 "
-                                             "in the manifest")
-                    if target is not None:
-                        os.chmod(target, item["mode"] & 0o777)
-                        os.utime(target, (member.mtime, member.mtime))
+                _one_member(artifact, stream, member, item, rel, target)
             missing = [p for p in by_path if p not in seen]
             if missing:
                 raise _bad(artifact, f"{len(missing)} entries of the manifest are missing "
@@ -529,6 +497,46 @@ def _walk_members(artifact: Path, expected_key: str | None, extract_to: Path | N
             raise CacheError(f"cannot restore artifact {artifact}", str(exc),
                              "free space or fix permissions of the install root") from None
         raise _bad(artifact, f"cannot read it: {exc}") from None
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _one_member(artifact: Path, stream: TarStream, member: Member, item: dict, rel: str,
+                target: str | None) -> None:
+    """Check one member against its manifest entry (and write it to ``target``)."""
+    kind = item["type"]
+    if kind == "dir":
+        if member.kind != "dir":
+            raise _bad(artifact, f"{rel!r} should be a directory")
+        if target is not None:
+            os.mkdir(target, 0o700)
+            os.chmod(target, (item["mode"] & 0o777) | 0o700)
+    elif kind == "symlink":
+        if member.kind != "symlink" or member.linkname != item["target"]:
+            raise _bad(artifact, f"{rel!r} should be a symlink to {item['target']!r}")
+        if target is not None:
+            os.symlink(item["target"], target)
+            with contextlib.suppress(OSError, NotImplementedError):
+                os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+    else:
+        if member.kind != "file" or member.size != item["size"]:
+            raise _bad(artifact, f"{rel!r} should be a file of {item['size']} bytes")
+        h = hashlib.sha256()
+        fd = os.open(target, _WRITE_FLAGS, 0o600) if target is not None else -1
+        try:
+            for chunk in stream.data():
+                h.update(chunk)
+                while fd >= 0 and chunk:
+                    chunk = chunk[os.write(fd, chunk):]
+            if h.hexdigest() != item["sha256"]:
+                raise _bad(artifact, f"content of {rel!r} does not match its sha256 in the manifest")
+            if fd >= 0:
+                os.fchmod(fd, item["mode"] & 0o777)
+                os.utime(fd, (member.mtime, member.mtime))
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
 
 def verify_artifact(artifact: Path | str, expected_key: str | None = None) -> dict:

@@ -65,17 +65,28 @@ def _sweep_stale(directory: Path, prefix: str, age: float = 6 * 3600) -> None:
 
 def _check_conflicts(files: Sequence[dict], dest_root: Path) -> None:
     real_root = os.path.realpath(dest_root)
+    absent: set[str] = set()  # directories of the manifest that dest_root does not have
+    resolved: dict[str, str] = {}  # parent -> its real path (resolved once per directory)
     for item in files:
+        parent = posixpath.dirname(item["path"])
+        if parent in absent:  # nothing can be in the way below a directory that is not there
+            if item["type"] == "dir":
+                absent.add(item["path"])
+            continue
         dest = os.path.join(dest_root, item["path"])
-        parent_real = os.path.realpath(os.path.dirname(dest))
+        parent_real = resolved.get(parent)
+        if parent_real is None:
+            parent_real = resolved[parent] = os.path.realpath(os.path.dirname(dest))
         if not is_inside(parent_real, real_root):
             raise CacheError(f"cannot restore {item['path']} into {dest_root}",
                              f"its directory resolves to {parent_real}, outside the install root "
                              "(a symlink in the install root points elsewhere)",
                              "remove that symlink from the install root and re-run")
         exists = os.path.lexists(dest)
-        if item["type"] == "dir":
-            if exists and not os.path.isdir(dest):
+        if item["type"] == "dir" and not exists:
+            absent.add(item["path"])
+        elif item["type"] == "dir":
+            if not os.path.isdir(dest):
                 raise CacheError(f"cannot restore directory {item['path']} into {dest_root}",
                                  f"{dest} exists and is not a directory",
                                  f"remove {dest} and re-run")
