@@ -264,7 +264,8 @@ def _extract_zip(archive: Path, tmp: Path, strip: int) -> int:
                     with zf.open(info) as src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
                     os.chmod(target, _sanitise_mode(mode & 0o7777 if mode else 0o644, False))
-            except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+            except (zipfile.BadZipFile, EOFError, ValueError, zlib.error, lzma.LZMAError,
+                    NotImplementedError) as exc:  # a damaged deflate/xz stream, an unknown method
                 raise UnpackError(f"cannot read archive {archive}", f"member {info.filename!r}: {exc}",
                                   "delete the file and fetch it again", archive=str(archive),
                                   member=info.filename) from None

@@ -25,12 +25,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import lzma
+import queue
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
 CHUNK = 1024 * 1024
+RAW_CHUNK = 256 * 1024  # compressed bytes per step of the reading thread
 BLOCK = 512
 _ZERO = bytes(BLOCK)
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -65,43 +68,80 @@ def _decompressor(magic: bytes) -> Callable[[], object]:
     raise TarStreamError("not a zstd, gzip or xz compressed file")
 
 
+class _Producer(threading.Thread):
+    """Reads, hashes and decompresses the file ahead of the reader, in its own thread (zstd,
+    zlib, lzma and hashlib release the GIL), handing chunks over through a small queue."""
+
+    def __init__(self, fh: IO[bytes], raw_hash: "hashlib._Hash | None", new: Callable[[], object]) -> None:
+        super().__init__(name="hermitbuild-unpack", daemon=True)
+        self._fh, self._hash, self._new = fh, raw_hash, new
+        self.queue: "queue.Queue[bytes | BaseException | None]" = queue.Queue(maxsize=8)
+        self.stop = threading.Event()
+
+    def _put(self, item: "bytes | BaseException | None") -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def run(self) -> None:
+        try:
+            dobj = self._new()
+            while not self.stop.is_set():
+                raw = self._fh.read(RAW_CHUNK)
+                if not raw:
+                    if not getattr(dobj, "eof", True):
+                        raise TarStreamError("the compressed stream ends early (the file is truncated)")
+                    self._put(None)
+                    return
+                if self._hash is not None:
+                    self._hash.update(raw)
+                out = []
+                while raw:
+                    if getattr(dobj, "eof", False):  # another frame / gzip member follows
+                        dobj = self._new()
+                    out.append(dobj.decompress(raw))  # type: ignore[attr-defined]
+                    raw = dobj.unused_data if getattr(dobj, "eof", False) else b""  # type: ignore[attr-defined]
+                data = b"".join(out)
+                if data:
+                    self._put(data)
+        except BaseException as exc:  # handed to the reader, which raises it
+            self._put(exc)
+
+
 class TarStream:
     """Decompressed bytes of an open file, read block-wise; see the module docstring."""
 
     def __init__(self, fh: IO[bytes], raw_hash: "hashlib._Hash | None") -> None:
-        self._fh = fh
-        self._hash = raw_hash
         magic = fh.read(6)
         fh.seek(0)
-        self._new = _decompressor(magic)
-        self._dobj = self._new()
+        self._producer = _Producer(fh, raw_hash, _decompressor(magic))
+        self._producer.start()
         self._buf = memoryview(b"")
         self._done = False
         self._left = 0  # unread data bytes of the current member
 
+    def close(self) -> None:
+        """Stop the reading thread (at the end, or when the caller gave up early)."""
+        self._producer.stop.set()
+        self._producer.join()
+
     # ---- the decompressed byte stream
     def _fill(self) -> bool:
-        """Decompress the next chunk into the buffer; False at the end of the file."""
-        while not self._done:
-            raw = self._fh.read(CHUNK)
-            if not raw:
-                if not getattr(self._dobj, "eof", True):
-                    raise TarStreamError("the compressed stream ends early (the file is truncated)")
-                self._done = True
-                return False
-            if self._hash is not None:
-                self._hash.update(raw)
-            out = []
-            while raw:
-                if getattr(self._dobj, "eof", False):  # another frame / gzip member follows
-                    self._dobj = self._new()
-                out.append(self._dobj.decompress(raw))  # type: ignore[attr-defined]
-                raw = self._dobj.unused_data if getattr(self._dobj, "eof", False) else b""  # type: ignore[attr-defined]
-            data = b"".join(out)
-            if data:
-                self._buf = memoryview(data)
-                return True
-        return False
+        """The next decompressed chunk into the buffer; False at the end of the file."""
+        if self._done:
+            return False
+        item = self._producer.queue.get()
+        if item is None:
+            self._done = True
+            return False
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        self._buf = memoryview(item)
+        return True
 
     def _take(self, n: int) -> memoryview:
         if not self._buf and not self._fill():
@@ -155,11 +195,14 @@ class TarStream:
             name = _text(block[0:100])
             if block[257:263] == b"ustar\x00" and block[345:500].strip(b"\0"):
                 name = _text(block[345:500]) + "/" + name
+            mtime = float(pax["mtime"]) if "mtime" in pax else _number(block[136:148])
+            if not 0 <= mtime < 1 << 40:  # also NaN; os.utime would raise OverflowError
+                raise TarStreamError(f"implausible modification time {mtime!r} in a tar header")
             member = Member(name=pax.get("path", long_name or name),
                             kind=_KINDS.get(kind_byte, f"other: {kind_byte!r}"),
                             size=int(pax["size"]) if "size" in pax else size,
                             mode=_number(block[100:108]),
-                            mtime=float(pax["mtime"]) if "mtime" in pax else _number(block[136:148]),
+                            mtime=mtime,
                             linkname=pax.get("linkpath", long_link or _text(block[157:257])))
             pax, long_name, long_link = {}, None, None
             self._left = member.size if member.kind == REGULAR else 0
@@ -228,8 +271,11 @@ def open_stream(path: Path, raw_sha256: str | None = None) -> Iterator[TarStream
     with open(path, "rb") as fh:
         raw_hash = hashlib.sha256() if raw_sha256 is not None else None
         stream = TarStream(fh, raw_hash)
-        yield stream
-        stream.drain()
+        try:
+            yield stream
+            stream.drain()
+        finally:
+            stream.close()
         if raw_hash is not None and raw_hash.hexdigest() != raw_sha256:
             raise TarStreamError(f"its sha256 {raw_hash.hexdigest()[:16]}... differs from the recorded "
                                  f"{str(raw_sha256)[:16]}... (the file changed after it was stored)")
