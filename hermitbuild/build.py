@@ -65,9 +65,11 @@ Contract:
     except for ``incremental`` recipes built out of tree when only their own
     tree or the syscall table changed (:func:`definition_key`: the key with this
     recipe's tree left out and every tree as the empty table leaves it, is
-    unchanged): then the build directory is kept, configure-like steps are
-    skipped and the others re-run, so make rebuilds only what changed (the
-    prepared tree keeps unchanged files' mtimes);
+    unchanged): then the build directory is kept, ``configure`` steps are
+    skipped, ``cmake`` steps re-run in it (cmake re-globs the sources and keeps
+    its cache and the objects: a new generated file is picked up) and the others
+    re-run, so make rebuilds only what changed (the prepared tree keeps unchanged
+    files' mtimes);
   * a build directory or stage that disappeared invalidates all stamps;
   * before any step runs, containers of this recipe and workspace left behind
     by a killed client (labels ``hermitbuild.recipe``/``hermitbuild.work``) are
@@ -275,7 +277,8 @@ def _plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str) -> li
             rmtree(build)
         if skip_configure:
             stage.mkdir(parents=True, exist_ok=True)
-            done = [s.kind in CONFIGURE_KINDS for s in recipe.steps]
+            # autotools' configure is kept; cmake re-runs (incrementally) to see new files
+            done = [s.kind == "configure" for s in recipe.steps]
             for s, d in zip(recipe.steps, done):
                 if d:
                     write_json(sdir / f"{s.name}.json", {"key": key, "defkey": defkey, "step": s.name,

@@ -600,3 +600,73 @@ def test_a_recipe_that_replaces_a_dependency_may_install_its_files_again(world):
     assert (s.prefix / "share" / "shared.txt").read_text() == "from-b\n"
     assert (s.prefix / "share" / "a.txt").is_file() and (s.prefix / "share" / "b.txt").is_file()
     assert build.is_installed("dupa", rs, s) and build.is_installed("dupb", rs, s)
+
+
+KERN_RECIPE = """name: kern
+version: "1"
+image: fixture
+syscalls: kernel
+incremental: true
+sources:
+  - git: https://example.org/libhermit.git
+    commit: "{commit}"
+steps:
+  - name: cmake
+    cmake: []
+  - name: build
+    make: []
+  - name: install
+    run: [sh, -c, "mkdir -p {{stage}}{{install}}/lib && cp libhermit.a {{stage}}{{install}}/lib/ && cp -r {{src}}/include {{stage}}{{install}}/"]
+"""
+
+
+def _symbols(archive: Path) -> list[str]:
+    out = runner.output(["nm", "--defined-only", "-g", str(archive)])
+    return sorted(line for line in out.splitlines() if line and not line.endswith(":"))
+
+
+@pytest.mark.podman
+def test_incremental_cmake_rebuild_after_a_table_change_equals_a_clean_build(world, capsys):
+    """The libhermit fixture (cmake, sources by glob): the syscall table gains two calls, whose
+    kernel code is a new file.  The kept build directory re-runs cmake (which picks the new
+    file up), recompiles only what changed, and installs what a from-scratch build installs."""
+    root = world.make_root("kinc")
+    (root / "recipes" / "kern.yaml").write_text(KERN_RECIPE.format(commit="a" * 40))
+    (root / "syscalls").mkdir()
+    table = root / "syscalls" / "table.yaml"
+    table.write_text("syscalls: []\n")
+    tree = ROOT / "tests" / "fixtures" / "trees" / "hermit"
+    s = podman_settings(root, world.base / "kinc-ws", overrides={"kern": tree})
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    build.build_recipe("kern", rs, s)
+    bdir = build.build_dir("kern", s)
+
+    def obj(name: str) -> Path | None:
+        return next(bdir.rglob(name), None)
+
+    untouched = obj("sys_arch.c.o")
+    before = untouched.stat().st_mtime_ns, obj("main.c.o").stat().st_mtime_ns
+    assert obj("syscalls_generated.c.o") is None
+    time.sleep(1.1)
+    table.write_text((ROOT / "syscalls" / "examples.yaml").read_text())
+    capsys.readouterr()
+    build.build_recipe("kern", rs, s)
+    out = capsys.readouterr().out
+    assert "[1/3] kern:cmake done" in out and "[2/3] kern:build done" in out
+    assert untouched.stat().st_mtime_ns == before[0], "a file the change does not reach was recompiled"
+    assert obj("main.c.o").stat().st_mtime_ns != before[1], "main.c includes the changed syscall.h"
+    assert obj("syscalls_generated.c.o") is not None, "cmake did not pick the new generated file up"
+    assert read_json(build._steps_dir("kern", s) / "cmake.json")["key"] == build.recipe_key("kern", rs, s)[0]
+
+    clean = podman_settings(root, world.base / "kinc-clean-ws", overrides={"kern": tree})
+    build.build_recipe("kern", rs, clean)
+    lib, clean_lib = s.prefix / "lib" / "libhermit.a", clean.prefix / "lib" / "libhermit.a"
+    assert "sys_my_syscall" in " ".join(_symbols(lib)) and "sys_rename" in " ".join(_symbols(lib))
+    assert _symbols(lib) == _symbols(clean_lib)
+
+    def installed(prefix: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(prefix)): p.read_bytes() for p in sorted(prefix.rglob("*"))
+                if p.is_file() and p.name != "libhermit.a"}
+    assert installed(s.prefix) == installed(clean.prefix), "headers differ from a clean build"
+    assert sorted(runner.output(["ar", "t", str(lib)]).split()) == sorted(
+        runner.output(["ar", "t", str(clean_lib)]).split())
