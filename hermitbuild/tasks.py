@@ -42,15 +42,21 @@ def _ctx() -> tuple[Settings, RecipeSet]:
     return cli.context()
 
 
-def _command_task(fn: Callable[[Settings, list[str]], int], name: str) -> Task:
-    """A task that takes the command line's arguments (``doit NAME ARGS...``) and always runs."""
-    settings, _ = _ctx()
-    return {
+def _command_task(fn: Callable[[Settings, list[str]], int], name: str,
+                  needs_toolchain: bool = False) -> Task:
+    """A task that takes the command line's arguments (``doit NAME ARGS...``) and always runs;
+    with ``needs_toolchain``, doit first brings every toolchain recipe up to date (the
+    ``build:*`` tasks: what changed is rebuilt or restored, nothing else)."""
+    settings, recipes = _ctx()
+    task: Task = {
         "actions": [(cli.action_args, (fn, name, settings))],
         "pos_arg": "args",
         "uptodate": [False],
         "verbosity": 2,
     }
+    if needs_toolchain:
+        task["task_dep"] = [f"build:{n}" for n in cli.toolchain_recipes(settings, recipes)]
+    return task
 
 
 def task_base_image() -> Task:
@@ -153,16 +159,18 @@ def task_cache() -> Task:
 def task_boot() -> Task:
     """Compile a C app with the toolchain and boot it: `doit boot APP.c|DIR [--mem 1G] [--cpus N] ...`.
 
-    (`doit run` is doit's own command for running tasks, so booting is `doit boot`.)
+    The toolchain is brought up to date first (after `doit syscall add`, the kernel and newlib
+    are rebuilt incrementally).  (`doit run` is doit's own command, so booting is `doit boot`.)
     """
-    return _command_task(cli.cmd_boot, "boot")
+    return _command_task(cli.cmd_boot, "boot", needs_toolchain=True)
 
 
 def task_smoke() -> Task:
-    """Build and boot the bundled examples and check their output."""
-    settings, _ = _ctx()
+    """Build and boot the bundled examples and check their output (the toolchain brought up to date first)."""
+    settings, recipes = _ctx()
     return {
         "actions": [(cli.action, (cli.do_smoke, settings))],
+        "task_dep": [f"build:{n}" for n in cli.toolchain_recipes(settings, recipes)],
         "uptodate": [False],
         "verbosity": 2,
     }
@@ -170,7 +178,7 @@ def task_smoke() -> Task:
 
 def task_debug() -> Task:
     """Boot an app paused under qemu's gdb stub and attach gdb: `doit debug APP [--break main] [--batch]`."""
-    return _command_task(cli.cmd_debug, "debug")
+    return _command_task(cli.cmd_debug, "debug", needs_toolchain=True)
 
 
 def task_sbom() -> Task:

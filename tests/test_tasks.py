@@ -79,3 +79,17 @@ def test_skip_errors_name_the_recipe_and_the_fix(tmp_path):
     assert needed.returncode != 0
     assert "'autoconf' cannot be skipped: automake" in needed.stderr
     assert "skip automake as well" in needed.stderr
+
+
+def test_boot_smoke_and_debug_bring_the_toolchain_up_to_date_first(tmp_path):
+    """`doit syscall add X && doit boot test.c` is the whole loop: boot, smoke and debug depend
+    on the same build:* tasks as `doit toolchain` (not on toolchain itself: no summary, no push)."""
+    def deps(task: str) -> set[str]:
+        done = _doit(["info", task], tmp_path, {"HERMITBUILD_SKIP": "gdb"})
+        assert "Traceback" not in done.stderr, done.stderr
+        return {line.strip(" -") for line in done.stdout.splitlines() if "build:" in line}
+
+    toolchain = deps("toolchain")
+    assert "build:newlib" in toolchain and "build:gdb" not in toolchain
+    for task in ("boot", "smoke", "debug"):
+        assert deps(task) == toolchain, task
