@@ -243,17 +243,44 @@ def annotate_artifact(artifact: Path, extra: Mapping[str, Any], out: Path) -> Pa
     manifest.update(extra)
     blob = json.dumps(manifest, sort_keys=True, indent=1, default=str).encode("utf-8")
     out = Path(out)
-    with _artifact_writer(out) as dst, _open_tar(Path(artifact)) as src:
-        for member in src:
-            if member.name == MANIFEST_NAME:
-                ti = _tarinfo(MANIFEST_NAME, tarfile.REGTYPE, 0o644, member.mtime)
-                ti.size = len(blob)
-                dst.addfile(ti, io.BytesIO(blob))
-            elif member.isfile():
-                dst.addfile(member, src.extractfile(member))
-            else:
-                dst.addfile(member)
+    try:
+        with _artifact_writer(out) as dst, open_stream(Path(artifact)) as src:
+            for member in src.members():
+                kind = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE}.get(member.kind, tarfile.SYMTYPE)
+                ti = _tarinfo(member.name, kind, member.mode, int(member.mtime))
+                if member.name == MANIFEST_NAME:
+                    ti.size = len(blob)
+                    dst.addfile(ti, io.BytesIO(blob))
+                elif member.kind == "file":
+                    ti.size = member.size
+                    dst.addfile(ti, _ChunkReader(src.data()))
+                else:
+                    ti.linkname = member.linkname
+                    dst.addfile(ti)
+    except _read_errors() as exc:  # changed under our feet since it was verified
+        raise _bad(artifact, f"cannot read it: {exc}") from None
     return out
+
+
+class _ChunkReader(io.RawIOBase):
+    """Chunks (a member's data) as a readable file, for :meth:`tarfile.TarFile.addfile`."""
+
+    def __init__(self, chunks: Iterator[memoryview]) -> None:
+        self._chunks = chunks
+        self._rest = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._rest:
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                return b""
+            self._rest = nxt
+        n = len(self._rest) if n < 0 else n
+        out, self._rest = self._rest[:n], self._rest[n:]
+        return bytes(out)
 
 
 def _tarinfo(name: str, kind: bytes, mode: int, mtime: int) -> tarfile.TarInfo:
@@ -332,96 +359,15 @@ def _check_manifest(manifest: Any, artifact: Path | str, expected_key: str | Non
     return files
 
 
-class _ZstdReader(io.RawIOBase):
-    """A zstd stream as a readable file that, unlike zstandard's stream reader, raises on a
-    truncated frame (a missing end) and follows concatenated frames."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        import zstandard
-
-        self._raw = raw
-        self._zstd = zstandard
-        self._dobj = zstandard.ZstdDecompressor().decompressobj()
-        self._buf = bytearray()
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        while not self._done and (n < 0 or len(self._buf) < n):
-            chunk = self._raw.read(_CHUNK)
-            if not chunk:
-                if not self._dobj.eof:
-                    raise self._zstd.ZstdError("the zstd stream ends inside a frame (truncated)")
-                self._done = True
-                break
-            while chunk:
-                if self._dobj.eof:  # another frame follows
-                    self._dobj = self._zstd.ZstdDecompressor().decompressobj()
-                self._buf += self._dobj.decompress(chunk)
-                chunk = self._dobj.unused_data if self._dobj.eof else b""
-        if n < 0 or n >= len(self._buf):
-            out = bytes(self._buf)
-            self._buf.clear()
-        else:
-            out = bytes(self._buf[:n])
-            del self._buf[:n]
-        return out
-
-
-@contextlib.contextmanager
-def _open_tar(artifact: Path, drain: bool = False,
-              raw_sha256: str | None = None) -> Iterator[tarfile.TarFile]:
-    """Stream-read a .tar.zst / .tar.gz / .tar.xz artifact.
-
-    With ``drain``, read to the end of the file afterwards, so a truncated file or a bad
-    checksum of the compressed stream is noticed even past the last member.  With
-    ``raw_sha256``, the file's bytes are hashed as they are read (one pass) and must match it
-    once drained; a mismatch is an :class:`ArtifactError`."""
-    with open(artifact, "rb") as fh:
-        magic = fh.read(6)
-        fh.seek(0)
-        raw: IO[bytes] = fh
-        hasher: _HashingReader | None = None
-        if raw_sha256 is not None:
-            hasher = _HashingReader(fh)
-            raw = hasher  # type: ignore[assignment]
-        if magic[:4] == _ZSTD_MAGIC:
-            comp: IO[bytes] = _ZstdReader(raw)  # type: ignore[assignment]
-        elif magic[:2] == b"\x1f\x8b":
-            comp = gzip.GzipFile(fileobj=raw, mode="rb")
-        elif magic == b"\xfd7zXZ\x00":
-            comp = lzma.LZMAFile(raw, mode="rb")
-        else:
-            raise ValueError("not a zstd, gzip or xz compressed file")
-        with comp, tarfile.open(fileobj=comp, mode="r|", bufsize=_CHUNK) as tar:
-            yield tar
-            if drain:
-                while comp.read(_CHUNK):
-                    pass
-        if hasher is not None:
-            while hasher.read(_CHUNK):
-                pass
-            if hasher.hash.hexdigest() != raw_sha256:
-                raise _bad(artifact, f"its sha256 {hasher.hash.hexdigest()[:16]}... differs from "
-                                     f"the recorded {raw_sha256[:16]}... (the file changed after "
-                                     "it was stored)")
-
-
-def _read_manifest_member(tar: tarfile.TarFile, artifact: Path) -> dict:
-    first = tar.next()
-    if first is None or first.name != MANIFEST_NAME or not first.isreg():
+def _manifest_member(stream: TarStream, artifact: Path, members: Iterator[Member] | None = None) -> dict:
+    """The first member, which must be manifest.json, parsed."""
+    first = next(members if members is not None else stream.members(), None)
+    if first is None or first.name != MANIFEST_NAME or first.kind != "file":
         raise _bad(artifact, "the first member is not manifest.json")
     if first.size > _MAX_MANIFEST:
         raise _bad(artifact, "manifest.json is implausibly large")
-    fh = tar.extractfile(first)
-    assert fh is not None
-    data = fh.read()
-    if len(data) != first.size:
-        raise _bad(artifact, "manifest.json is truncated")
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(b"".join(stream.data()).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _bad(artifact, f"manifest.json is not valid JSON: {exc}") from None
 
@@ -441,8 +387,8 @@ def read_manifest(artifact: Path | str) -> dict:
     """The manifest of an artifact (only the first member is read; nothing is verified)."""
     artifact = Path(artifact)
     try:
-        with _open_tar(artifact) as tar:
-            return _read_manifest_member(tar, artifact)
+        with open_stream(artifact, drain=False) as stream:
+            return _manifest_member(stream, artifact)
     except ArtifactError:
         raise
     except _read_errors() as exc:
@@ -457,15 +403,7 @@ def _walk_members(artifact: Path, expected_key: str | None, extract_to: Path | N
     try:
         with open_stream(artifact, raw_sha256) as stream:
             members = stream.members()
-            first = next(members, None)
-            if first is None or first.name != MANIFEST_NAME or first.kind != "file":
-                raise _bad(artifact, "the first member is not manifest.json")
-            if first.size > _MAX_MANIFEST:
-                raise _bad(artifact, "manifest.json is implausibly large")
-            try:
-                manifest = json.loads(b"".join(stream.data()).decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise _bad(artifact, f"manifest.json is not valid JSON: {exc}") from None
+            manifest = _manifest_member(stream, artifact, members)
             files = _check_manifest(manifest, artifact, expected_key)
             by_path = {f["path"]: f for f in files}
             seen: set[str] = set()

@@ -4,7 +4,8 @@ Contract:
 
 - :func:`open_stream` opens a zstd, gzip or xz file (told apart by its magic bytes) and
   yields a :class:`TarStream`; with ``raw_sha256`` the file's bytes are hashed as they are
-  read.  When the block ends without error, the rest of the file is read, and a compressed
+  read (by a reader thread, ahead of the caller).  When the block ends without error, the
+  rest of the file is read (unless ``drain=False``), and a compressed
   stream that ends inside a frame (truncated), or a raw hash that differs, raises
   :class:`TarStreamError` (a ``ValueError``).
 - :meth:`TarStream.members` yields :class:`Member` headers in order: ustar fields, pax
@@ -266,14 +267,16 @@ def _pax_records(data: bytes) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def open_stream(path: Path, raw_sha256: str | None = None) -> Iterator[TarStream]:
-    """A :class:`TarStream` over ``path``; the whole file is read (and checked) at the end."""
+def open_stream(path: Path, raw_sha256: str | None = None, drain: bool = True) -> Iterator[TarStream]:
+    """A :class:`TarStream` over ``path``; the whole file is read (and checked) at the end,
+    unless ``drain`` is false (a caller that wants only the first member)."""
     with open(path, "rb") as fh:
         raw_hash = hashlib.sha256() if raw_sha256 is not None else None
         stream = TarStream(fh, raw_hash)
         try:
             yield stream
-            stream.drain()
+            if drain:
+                stream.drain()
         finally:
             stream.close()
         if raw_hash is not None and raw_hash.hexdigest() != raw_sha256:
