@@ -314,7 +314,9 @@ def check_remote(settings: Settings) -> list[Check]:
     if status != "ok":
         return [Check("remote cache", "warn", f"{settings.remote_cache} ({settings.remote_cache_mode}"
                       f"{token}): {detail}; builds go on locally",
-                      "check the URL, the server and the token variable " + settings.remote_cache_token_env)]
+                      "check the URL, the server and the token variable " + settings.remote_cache_token_env
+                      + (f" (USER:SECRET for a registry), or run `podman login {remote.host}`"
+                         if getattr(remote, "host", None) else ""))]
     return [Check("remote cache", "ok", f"{settings.remote_cache} ({settings.remote_cache_mode}{token}): "
                   f"{detail}")]
 
