@@ -314,11 +314,15 @@ def with_eaten_arguments(task: str, args: Sequence[str], argv: Sequence[str]) ->
 
 
 def action_args(fn: Callable[[Settings, list[str]], int], task: str, settings: Settings,
-                args: list[str] | None = None):
-    """A doit python-action for ``doit TASK ARGS...``: ``fn(settings, args)``, a non-zero status fails."""
+                args: list[str] | None = None, **options: str):
+    """A doit python-action for ``doit TASK ARGS...``: ``fn(settings, args)``, a non-zero status fails.
+
+    ``options``: the task's own ``--name VALUE`` options doit parsed (before the first positional
+    argument), handed on as ``--name VALUE``."""
     from doit.exceptions import TaskFailed
 
-    argv = with_eaten_arguments(task, args or [], sys.argv)
+    argv = [part for name, value in options.items() if value for part in (f"--{name}", value)]
+    argv += with_eaten_arguments(task, args or [], sys.argv)
     try:
         status = fn(settings, argv)
     except HermitBuildError as err:

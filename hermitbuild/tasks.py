@@ -43,10 +43,12 @@ def _ctx() -> tuple[Settings, RecipeSet]:
 
 
 def _command_task(fn: Callable[[Settings, list[str]], int], name: str,
-                  needs_toolchain: bool = False) -> Task:
+                  needs_toolchain: bool = False, options: tuple[tuple[str, str], ...] = ()) -> Task:
     """A task that takes the command line's arguments (``doit NAME ARGS...``) and always runs;
     with ``needs_toolchain``, doit first brings every toolchain recipe up to date (the
-    ``build:*`` tasks: what changed is rebuilt or restored, nothing else)."""
+    ``build:*`` tasks: what changed is rebuilt or restored, nothing else).  ``options``:
+    ``(name, help)`` of ``--name VALUE`` options that may come first (doit parses options
+    before the first positional argument itself; they reach ``fn`` as ``--name VALUE``)."""
     settings, recipes = _ctx()
     task: Task = {
         "actions": [(cli.action_args, (fn, name, settings))],
@@ -54,6 +56,9 @@ def _command_task(fn: Callable[[Settings, list[str]], int], name: str,
         "uptodate": [False],
         "verbosity": 2,
     }
+    if options:
+        task["params"] = [{"name": opt, "long": opt, "default": "", "type": str, "help": text}
+                          for opt, text in options]
     if needs_toolchain:
         task["task_dep"] = [f"build:{n}" for n in cli.toolchain_recipes(settings, recipes)]
     return task
@@ -183,12 +188,14 @@ def task_debug() -> Task:
 
 def task_sbom() -> Task:
     """Write the SPDX 2.3 SBOM of the installed toolchain: `doit sbom [--output FILE]`."""
-    return _command_task(cli.cmd_sbom, "sbom")
+    return _command_task(cli.cmd_sbom, "sbom",
+                         options=(("output", "where to write the SBOM (default build/sbom.spdx.json)"),))
 
 
 def task_toolchain_image() -> Task:
     """The installed toolchain as an OCI image, a layer per recipe: `doit toolchain_image [--push oci://R/REPO]`."""
-    return _command_task(cli.cmd_toolchain_image, "toolchain_image")
+    return _command_task(cli.cmd_toolchain_image, "toolchain_image",
+                         options=(("push", "push to this registry repository: oci://HOST/REPO"),))
 
 
 def task_image() -> Task:

@@ -93,3 +93,18 @@ def test_boot_smoke_and_debug_bring_the_toolchain_up_to_date_first(tmp_path):
     assert "build:newlib" in toolchain and "build:gdb" not in toolchain
     for task in ("boot", "smoke", "debug"):
         assert deps(task) == toolchain, task
+
+
+def test_sbom_and_toolchain_image_take_their_options_first(tmp_path):
+    """`doit sbom --output FILE` and `doit toolchain_image --push URL`: doit parses options that
+    come before any positional argument, so the tasks declare them (a clean error, not
+    "option --output not recognized")."""
+    out = tmp_path / "sbom.json"
+    done = _doit(["sbom", "--output", str(out)], tmp_path, {"HERMITBUILD_PREFIX": str(tmp_path / "empty")})
+    text = done.stdout + done.stderr
+    assert "not recognized" not in text and "Traceback" not in text
+    assert "no toolchain recipe is installed" in text and "doit toolchain" in text and not out.exists()
+    done = _doit(["toolchain_image", "--push", "oci://ghcr.io/o/t"], tmp_path,
+                 {"HERMITBUILD_PREFIX": str(tmp_path / "empty")})
+    text = done.stdout + done.stderr
+    assert "not recognized" not in text and "no toolchain recipe is installed" in text
