@@ -122,6 +122,10 @@ def tree_stats(root: Path) -> tuple[int, int]:
 
 
 def timed(fn) -> float:
+    """Seconds for fn(), after the file system settled (os.sync): deleting the previous
+    round's trees (ext4 with discard here) otherwise bleeds into the next measurement."""
+    os.sync()
+    time.sleep(0.2)
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -166,19 +170,19 @@ def main() -> int:
               f"(gzip of the tar alone {t_pack_old:.2f}s)")
 
         results = {}
+        trash: list[Path] = []  # trees of earlier rounds, deleted only after every measurement
         for label, art, flag, key in (("zstd", artifact, "--zstd", KEY), ("gzip (old)", old, "-z", KEY_OLD)):
             local = LocalCache(tmp / f"cache-{key[:4]}", 0)
             publish(key, retagged(art, key, tmp) if key != KEY else art, local, None)
             restores, floors = [], []
             for i in range(args.repeat):
-                dest = tmp / f"restore{i}"
+                dest = tmp / f"restore-{key[:4]}-{i}"
                 restores.append(timed(lambda: install_from_cache(key, dest, local, None)))
-                floor = tmp / f"tar{i}"
+                floor = tmp / f"tar-{key[:4]}-{i}"
                 floor.mkdir()
                 floors.append(timed(lambda: run(["tar", flag, "-xf", local.path(key), "-C", floor],
                                                 capture=True)))
-                shutil.rmtree(dest)
-                shutil.rmtree(floor)
+                trash.extend([dest, floor])
             t_restore, t_tar = best(restores), best(floors)
             results[label] = (t_restore, t_tar, local)
             print(f"{label}: warm-cache restore (one pass: sha256, verify, unpack; atomic merge) best "
@@ -198,11 +202,10 @@ def main() -> int:
                         remote.put(key, local.path(key))
                         samples = []
                         for i in range(args.repeat):
-                            fresh = LocalCache(tmp / f"fresh{i}", 0)
-                            dest = tmp / f"remote{i}"
+                            fresh = LocalCache(tmp / f"fresh-{key[:4]}-{i}", 0)
+                            dest = tmp / f"remote-{key[:4]}-{i}"
                             samples.append(timed(lambda: install_from_cache(key, dest, fresh, remote)))
-                            shutil.rmtree(dest)
-                            shutil.rmtree(fresh.root)
+                            trash.extend([dest, fresh.root])
                         t_remote = best(samples)
                         remote_lines.append(
                             f"RATIO {label} remote restore (empty local cache, nginx on 127.0.0.1) / "
