@@ -5,7 +5,6 @@ Contract: see :mod:`hermitbuild.cache` (Artifacts).
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import datetime as _dt
 import errno
@@ -402,12 +401,10 @@ def _walk_members(artifact: Path, expected_key: str | None, extract_to: Path | N
 
     ``raw_sha256``: the recorded sha256 of the whole file, checked in the same pass."""
     try:
-        with open_stream(artifact, raw_sha256) as stream, \
-                concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hermitbuild-write") as pool:
+        with open_stream(artifact, raw_sha256) as stream:
             members = stream.members()
             manifest = _manifest_member(stream, artifact, members)
             files = _check_manifest(manifest, artifact, expected_key)
-            pending: list[concurrent.futures.Future] = []
             by_path = {f["path"]: f for f in files}
             seen: set[str] = set()
             for member in members:
@@ -424,11 +421,7 @@ def _walk_members(artifact: Path, expected_key: str | None, extract_to: Path | N
                     raise _bad(artifact, f"member {rel!r} comes before its directory")
                 seen.add(rel)
                 target = None if extract_to is None else os.path.join(extract_to, rel)
-                job = _one_member(artifact, stream, member, item, rel, target, pool)
-                if job is not None:
-                    pending.append(job)
-            for job in pending:  # a small file's hash or write failed: raise it now
-                job.result()
+                _one_member(artifact, stream, member, item, rel, target)
             missing = [p for p in by_path if p not in seen]
             if missing:
                 raise _bad(artifact, f"{len(missing)} entries of the manifest are missing "
@@ -447,30 +440,9 @@ def _walk_members(artifact: Path, expected_key: str | None, extract_to: Path | N
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
-_SMALL = 256 * 1024  # files up to this size are checked and written by the writer threads
-
-
-def _write_small(artifact: Path, rel: str, target: str, data: bytes, item: dict, mtime: float) -> None:
-    if hashlib.sha256(data).hexdigest() != item["sha256"]:
-        raise _bad(artifact, f"content of {rel!r} does not match its sha256 in the manifest")
-    fd = os.open(target, _WRITE_FLAGS, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fchmod(fd, item["mode"] & 0o777)
-        os.utime(fd, (mtime, mtime))
-    finally:
-        os.close(fd)
-
-
 def _one_member(artifact: Path, stream: TarStream, member: Member, item: dict, rel: str,
-                target: str | None,
-                pool: concurrent.futures.Executor | None = None) -> concurrent.futures.Future | None:
-    """Check one member against its manifest entry (and write it to ``target``).
-
-    A small file is handed to ``pool`` (hashing and writing release the GIL: files are created
-    on two cores while the next header is parsed); the returned future raises what failed."""
+                target: str | None) -> None:
+    """Check one member against its manifest entry (and write it to ``target``)."""
     kind = item["type"]
     if kind == "dir":
         if member.kind != "dir":
@@ -488,9 +460,6 @@ def _one_member(artifact: Path, stream: TarStream, member: Member, item: dict, r
     else:
         if member.kind != "file" or member.size != item["size"]:
             raise _bad(artifact, f"{rel!r} should be a file of {item['size']} bytes")
-        if pool is not None and target is not None and member.size <= _SMALL:
-            data = b"".join(stream.data())
-            return pool.submit(_write_small, artifact, rel, target, data, item, member.mtime)
         h = hashlib.sha256()
         fd = os.open(target, _WRITE_FLAGS, 0o600) if target is not None else -1
         try:
@@ -506,7 +475,6 @@ def _one_member(artifact: Path, stream: TarStream, member: Member, item: dict, r
         finally:
             if fd >= 0:
                 os.close(fd)
-    return None
 
 
 def verify_artifact(artifact: Path | str, expected_key: str | None = None) -> dict:
