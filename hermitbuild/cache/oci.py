@@ -50,7 +50,7 @@ from ..fsutil import sha256_file
 from ..settings import format_size
 from .artifact import read_manifest
 from .keys import check_key
-from .remote import HttpStore, _requests, _Unreachable
+from .remote import HttpStore, _Unreachable
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -236,7 +236,7 @@ class OciRemoteCache(HttpStore):
             return None
         dest = Path(dest)
         part = dest.with_name(dest.name + ".part")
-        try:
+        with self._download_guard(key, part):
             resp = self._call("GET", self._v2(f"manifests/{check_key(key)}"),
                               headers={"Accept": MANIFEST_TYPE})
             if resp.status_code == 404:
@@ -251,22 +251,11 @@ class OciRemoteCache(HttpStore):
             if layer is None:
                 return None
             digest, size = layer
-            for attempt in range(self.retries + 1):
-                resp = self._call("GET", self._v2(f"blobs/{digest}"), stream=True)
-                if resp.status_code != 200:
-                    resp.close()
-                    if resp.status_code == 404:
-                        logger.warning("registry %s: the manifest of %s names blob %s, which is "
-                                       "missing", self.base_url, key[:12], digest[:19])
-                    else:
-                        self._refused("reading", key, resp)
-                    return None
-                try:
-                    got = self._stream_to(resp, part)
-                    break
-                except (_requests().RequestException, ConnectionError) as exc:
-                    if attempt == self.retries:
-                        raise _Unreachable(f"download interrupted: {exc}") from None
+            got = self._fetch_to(lambda: self._call("GET", self._v2(f"blobs/{digest}"), stream=True), key, part,
+                                 f"registry {self.base_url}: the manifest of {key[:12]} names blob "
+                                 f"{digest[:19]}, which is missing")
+            if got is None:
+                return None
             expected = digest.split(":", 1)[1]
             if not self._check_downloaded(key, part, got, expected):
                 return None
@@ -278,12 +267,6 @@ class OciRemoteCache(HttpStore):
             os.replace(part, dest)
             logger.info("pulled %s from %s", key[:12], self.base_url)
             return dest, expected
-        except _Unreachable as exc:
-            self._unreachable(f"downloading {key[:12]}", exc)
-        except OSError as exc:
-            logger.warning("remote cache: cannot write %s: %s", part, exc)
-        with contextlib.suppress(OSError):
-            part.unlink()
         return None
 
     def _push_blob(self, key: str, digest: str, size: int, body: Any) -> bool:
@@ -310,10 +293,7 @@ class OciRemoteCache(HttpStore):
 
     def put(self, key: str, path: Path) -> bool:
         """Push an artifact (blobs, then the manifest tagged with the key); False on any trouble."""
-        if self.mode != "readwrite":
-            logger.info("remote cache is read-only; not pushing %s", key[:12])
-            return False
-        if self.down:
+        if not self._can_push(key):
             return False
         path = Path(path)
         try:

@@ -12,7 +12,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
@@ -123,6 +123,25 @@ class HttpStore:
         logger.warning("remote cache %s refused %s %s: HTTP %d%s", self.base_url, what, key[:12],
                        resp.status_code, hint)
 
+    def _can_push(self, key: str) -> bool:
+        if self.mode != "readwrite":
+            logger.info("remote cache is read-only; not pushing %s", key[:12])
+            return False
+        return not self.down
+
+    @contextlib.contextmanager
+    def _download_guard(self, key: str, part: Path) -> Iterator[None]:
+        """Network trouble or a local write error inside the block: logged, ``part`` removed."""
+        try:
+            yield
+            return
+        except _Unreachable as exc:
+            self._unreachable(f"downloading {key[:12]}", exc)
+        except OSError as exc:
+            logger.warning("remote cache: cannot write %s: %s", part, exc)
+        with contextlib.suppress(OSError):
+            part.unlink()
+
     def get(self, key: str, dest: Path) -> Path | None:
         """Download ``key`` to ``dest`` (verified), or None on any trouble."""
         got = self.download(key, dest)
@@ -130,6 +149,26 @@ class HttpStore:
 
     def download(self, key: str, dest: Path) -> tuple[Path, str] | None:  # pragma: no cover
         raise NotImplementedError
+
+    def _fetch_to(self, get: Callable[[], "requests.Response"], key: str, part: Path,
+                  missing: str) -> str | None:
+        """GET (with ``get``) into ``part``, retrying an interrupted transfer; its sha256, or None
+        when the server answered otherwise than 200 (``missing`` is the warning for a 404)."""
+        for attempt in range(self.retries + 1):
+            resp = get()
+            if resp.status_code != 200:
+                resp.close()
+                if resp.status_code == 404:
+                    logger.warning("%s", missing)
+                else:
+                    self._refused("reading", key, resp)
+                return None
+            try:
+                return self._stream_to(resp, part)
+            except (_requests().RequestException, ConnectionError) as exc:
+                if attempt == self.retries:
+                    raise _Unreachable(f"download interrupted: {exc}") from None
+        return None
 
     def _stream_to(self, resp: "requests.Response", part: Path) -> str:
         """Write a streamed response to ``part``; return its sha256 (network errors propagate)."""
@@ -229,7 +268,7 @@ class RemoteCache(HttpStore):
             return None
         dest = Path(dest)
         part = dest.with_name(dest.name + ".part")
-        try:
+        with self._download_guard(key, part):
             resp = self._request("GET", self.checksum_url(key))
             if resp.status_code == 404:
                 logger.info("remote cache miss for %s", key[:12])
@@ -243,40 +282,19 @@ class RemoteCache(HttpStore):
                                key[:12])
                 return None
             expected = fields[0]
-            for attempt in range(self.retries + 1):
-                resp = self._request("GET", self.url(key), stream=True)
-                if resp.status_code != 200:
-                    if resp.status_code == 404:
-                        logger.warning("remote cache: the checksum of %s exists but the artifact does not",
-                                       key[:12])
-                    else:
-                        self._refused("reading", key, resp)
-                    return None
-                try:
-                    digest = self._stream_to(resp, part)
-                    break
-                except (_requests().RequestException, ConnectionError) as exc:
-                    if attempt == self.retries:
-                        raise _Unreachable(f"download interrupted: {exc}") from None
-            if not self._check_downloaded(key, part, digest, expected):
+            digest = self._fetch_to(lambda: self._request("GET", self.url(key), stream=True), key, part,
+                                    f"remote cache: the checksum of {key[:12]} exists but the artifact "
+                                    "does not")
+            if digest is None or not self._check_downloaded(key, part, digest, expected):
                 return None
             os.replace(part, dest)
             logger.info("downloaded %s from the remote cache", key[:12])
             return dest, expected
-        except _Unreachable as exc:
-            self._unreachable(f"downloading {key[:12]}", exc)
-        except OSError as exc:
-            logger.warning("remote cache: cannot write %s: %s", part, exc)
-        with contextlib.suppress(OSError):
-            part.unlink()
         return None
 
     def put(self, key: str, path: Path) -> bool:
         """Upload an artifact and then its checksum object; False (never raises) when that did not work."""
-        if self.mode != "readwrite":
-            logger.info("remote cache is read-only; not pushing %s", key[:12])
-            return False
-        if self.down:
+        if not self._can_push(key):
             return False
         path = Path(path)
         digest, size = sha256_file(path)
