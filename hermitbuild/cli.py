@@ -232,10 +232,16 @@ def cmd_debug(settings: Settings, args: list[str]) -> int:
                             interactive_prefix=_exec_prefix(settings, args, interactive=True))
 
 
-def installed_manifests(settings: Settings, recipes: RecipeSet) -> tuple[list[str], dict[str, dict]]:
-    """The installed toolchain recipes (in order) and the artifact manifests the local cache still holds."""
+def installed_manifests(settings: Settings, recipes: RecipeSet,
+                        needed_for: str = "") -> tuple[list[str], dict[str, dict]]:
+    """The installed toolchain recipes (in order) and the artifact manifests the local cache still holds.
+
+    ``needed_for`` (e.g. "an SBOM"): none installed is then an error saying to build first."""
     local, _ = cache.open_caches(settings)
     names = [n for n in toolchain_recipes(settings, recipes) if build.is_installed(n, recipes, settings)]
+    if needed_for and not names:
+        raise HermitBuildError(f"no toolchain recipe is installed, so there is nothing to make {needed_for} of",
+                               f"nothing is installed under {settings.prefix}", "run `doit toolchain` first")
     manifests: dict[str, dict] = {}
     for name in names:
         found = local.lookup(build.recipe_key(name, recipes, settings)[0])
@@ -255,11 +261,7 @@ def cmd_sbom(settings: Settings, args: list[str]) -> int:
     parser.add_argument("--output", "-o", type=Path, default=settings.build_dir / "sbom.spdx.json")
     opts = parser.parse_args(args)
     recipes = _recipes(settings)
-    names, manifests = installed_manifests(settings, recipes)
-    if not names:
-        raise HermitBuildError("no toolchain recipe is installed, so there is nothing to describe",
-                               f"nothing is installed under {settings.prefix}",
-                               "run `doit toolchain` first")
+    names, manifests = installed_manifests(settings, recipes, needed_for="an SBOM")
     out = sbom.write_sbom(sbom.prefix_sbom(recipes, settings, names, manifests), opts.output)
     print(f"wrote {out}: SPDX 2.3, {len(names)} packages ({', '.join(names)})")
     return 0
@@ -275,10 +277,7 @@ def cmd_toolchain_image(settings: Settings, args: list[str]) -> int:
                         "`doit smoke` passed, with smoke_gate on")
     opts = parser.parse_args(args)
     recipes = _recipes(settings)
-    names, manifests = installed_manifests(settings, recipes)
-    if not names:
-        raise HermitBuildError("no toolchain recipe is installed, so there is no image to make",
-                               f"nothing is installed under {settings.prefix}", "run `doit toolchain` first")
+    names, manifests = installed_manifests(settings, recipes, needed_for="an image")
     if opts.push:
         toolchain_image.check_smoke_gate(names, manifests, settings)  # before minutes of work
     keys = {n: build.recipe_key(n, recipes, settings)[0] for n in names}

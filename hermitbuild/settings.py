@@ -398,7 +398,7 @@ def _validate(kwargs: Mapping[str, Any], where: Callable[[str], dict[str, Any]])
         raise ConfigError(f"image_base must name a containers/Containerfile.<name>, got {kwargs['image_base']!r}",
                           "write `image_base: runtime`", **where("image_base"))
     if not re.match(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9]$", kwargs.get("image_name", "localhost/hermit-toolchain")) \
-            or kwargs.get("image_name", "x").count(":") > 1:
+            or ":" in kwargs.get("image_name", "x").rsplit("/", 1)[-1]:
         raise ConfigError(f"image_name must be an image repository without a tag, got {kwargs['image_name']!r}",
                           "write e.g. `image_name: localhost/hermit-toolchain` (tags are added: the "
                           "toolchain's key and a readable name)", **where("image_name"))

@@ -42,6 +42,11 @@ def _ctx() -> tuple[Settings, RecipeSet]:
     return cli.context()
 
 
+def _toolchain_builds(settings: Settings, recipes: RecipeSet) -> list[str]:
+    """The ``build:*`` tasks of the toolchain (what ``doit toolchain`` and the boot tasks depend on)."""
+    return [f"build:{name}" for name in cli.toolchain_recipes(settings, recipes)]
+
+
 def _command_task(fn: Callable[[Settings, list[str]], int], name: str,
                   needs_toolchain: bool = False, options: tuple[tuple[str, str], ...] = ()) -> Task:
     """A task that takes the command line's arguments (``doit NAME ARGS...``) and always runs;
@@ -60,7 +65,7 @@ def _command_task(fn: Callable[[Settings, list[str]], int], name: str,
         task["params"] = [{"name": opt, "long": opt, "default": "", "type": str, "help": text}
                           for opt, text in options]
     if needs_toolchain:
-        task["task_dep"] = [f"build:{n}" for n in cli.toolchain_recipes(settings, recipes)]
+        task["task_dep"] = _toolchain_builds(settings, recipes)
     return task
 
 
@@ -141,7 +146,7 @@ def task_toolchain() -> Task:
     settings, recipes = _ctx()
     return {
         "actions": [(cli.action, (cli.do_summary, settings))],
-        "task_dep": [f"build:{name}" for name in cli.toolchain_recipes(settings, recipes)],
+        "task_dep": _toolchain_builds(settings, recipes),
         "verbosity": 2,
     }
 
@@ -175,7 +180,7 @@ def task_smoke() -> Task:
     settings, recipes = _ctx()
     return {
         "actions": [(cli.action, (cli.do_smoke, settings))],
-        "task_dep": [f"build:{n}" for n in cli.toolchain_recipes(settings, recipes)],
+        "task_dep": _toolchain_builds(settings, recipes),
         "uptodate": [False],
         "verbosity": 2,
     }

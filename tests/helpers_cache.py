@@ -11,6 +11,8 @@ import tarfile
 from pathlib import Path
 from typing import Any, Iterable
 
+import pytest
+
 from hermitbuild.recipe import Recipe, RecipeSet, Step
 from hermitbuild.settings import Settings
 
@@ -124,3 +126,37 @@ def settings_at(root: Path, **kw: Any) -> Settings:
     kw.setdefault("build_dir", root / "build")
     kw.setdefault("cache_dir", root / "cache")
     return Settings(root=root, **kw)
+
+
+# --------------------------------------------------------------------------- remote-cache tests
+
+REMOTE_INPUTS = {"format": 1}
+
+
+def key(i: int) -> str:
+    """The i-th made-up cache key."""
+    return f"{i:064x}"
+
+
+@pytest.fixture(autouse=True)
+def no_outage_memory():
+    """Remotes marked unreachable are remembered per process: start and end every test clean
+    (autouse in the modules that import it)."""
+    from hermitbuild.cache import RemoteCache
+
+    RemoteCache.forget_outages()
+    yield
+    RemoteCache.forget_outages()
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> Path:
+    return make_stage(tmp_path / "stage")
+
+
+@pytest.fixture
+def art(tmp_path: Path, stage: Path) -> Path:
+    """An artifact of ``stage`` under key(1)."""
+    from hermitbuild.cache import pack_artifact
+
+    return pack_artifact(stage, key(1), REMOTE_INPUTS, tmp_path / "a.tar.zst")

@@ -20,32 +20,11 @@ from hermitbuild.cache.oci import CONFIG_TYPE, LAYER_TYPE, MANIFEST_TYPE, regist
 from hermitbuild.errors import ConfigError
 from hermitbuild.settings import load_settings, registry_auth_files
 
-from helpers_cache import make_stage, snapshot
+from helpers_cache import REMOTE_INPUTS, art, key, no_outage_memory, stage, snapshot  # noqa: F401
 from helpers_nginx import free_port
 from helpers_registry import Registry, registry  # noqa: F401 (fixture)
 
-INPUTS = {"format": 1}
-
-
-@pytest.fixture(autouse=True)
-def _no_outage_memory():
-    RemoteCache.forget_outages()
-    yield
-    RemoteCache.forget_outages()
-
-
-def key(i: int) -> str:
-    return f"{i:064x}"
-
-
-@pytest.fixture
-def stage(tmp_path: Path) -> Path:
-    return make_stage(tmp_path / "stage")
-
-
-@pytest.fixture
-def art(tmp_path: Path, stage: Path) -> Path:
-    return pack_artifact(stage, key(1), INPUTS, tmp_path / "a.tar.zst")
+INPUTS = REMOTE_INPUTS
 
 
 def oci(reg: Registry, mode: str = "readwrite", token: str | None = None, **kw) -> OciRemoteCache:

@@ -16,32 +16,11 @@ from hermitbuild.cache import (LocalCache, RemoteCache, cache_cli, checksum_key,
                                install_from_cache, pack_artifact, publish)
 from hermitbuild.recipe import Recipe, RecipeSet
 
-from helpers_cache import make_stage, recipe, recipe_set, settings_at, snapshot
+from helpers_cache import (REMOTE_INPUTS, art, key, make_stage, no_outage_memory, recipe,  # noqa: F401
+                           recipe_set, settings_at, snapshot, stage)
 from helpers_nginx import NginxServer, free_port, nginx, nginx_token  # noqa: F401 (fixtures)
 
-INPUTS = {"format": 1}
-
-
-@pytest.fixture(autouse=True)
-def _no_outage_memory():
-    """Remotes marked unreachable are remembered per process: start and end every test clean."""
-    RemoteCache.forget_outages()
-    yield
-    RemoteCache.forget_outages()
-
-
-def key(i: int) -> str:
-    return f"{i:064x}"
-
-
-@pytest.fixture
-def stage(tmp_path: Path) -> Path:
-    return make_stage(tmp_path / "stage")
-
-
-@pytest.fixture
-def art(tmp_path: Path, stage: Path) -> Path:
-    return pack_artifact(stage, key(1), INPUTS, tmp_path / "a.tar.gz")
+INPUTS = REMOTE_INPUTS
 
 
 def fast(url: str, mode: str = "readwrite", token: str = "") -> RemoteCache:

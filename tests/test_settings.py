@@ -124,3 +124,13 @@ def test_bad_step_timeout_names_file_line_and_the_form(tmp_path: Path) -> None:
     assert f"{f}:2" in text and "'two hours'" in text and "3h" in text
     with pytest.raises(ConfigError, match="HERMITBUILD_STEP_TIMEOUT"):
         load_settings(tmp_path, environ={"HERMITBUILD_SETTINGS": str(f), "HERMITBUILD_STEP_TIMEOUT": "soon"})
+
+
+@pytest.mark.parametrize("name", ["localhost/hermit-toolchain:latest", "Upper/case", "ghcr.io/o/t/"])
+def test_image_name_is_a_repository_without_a_tag(tmp_path, name):
+    (tmp_path / "hermitbuild.yaml").write_text(f'image_base: runtime\nimage_name: "{name}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path, environ={})
+    assert info.value.line == 2 and "image_name" in str(info.value)
+    assert load_settings(tmp_path, environ={"HERMITBUILD_IMAGE_NAME": "127.0.0.1:5000/hermit/tc"}).image_name \
+        == "127.0.0.1:5000/hermit/tc"
