@@ -24,57 +24,8 @@ Contract:
      install root, unless another recipe's install stamp lists them; directories only
      when empty.
 
-- Directories: the prepared tree ``settings.src_dir/<tree owner>`` is ``{src}``,
-  mounted read-only; ``{build}`` = ``<work>/<name>/build`` (an out-of-tree build
-  dir; for ``build_in_source`` recipes it is a private copy of the tree, made at
-  the start of the first step, and ``{src}`` points there too); ``{stage}`` =
-  ``<work>/<name>/stage`` is the DESTDIR of install steps.  ``<work>/<name>`` is
-  mounted read-write, the prefix and the tools prefix read-only (dependencies are
-  installed there; nothing but the final restore writes into them).  Every mount
-  has the same path inside and outside, so paths baked into binaries stay right.
-  Environment: ``LC_ALL=C``, ``HOME=/tmp``, ``SOURCE_DATE_EPOCH`` (the commit date
-  of the tree's git source, else the recipe's ``source_date_epoch``, else 0),
-  ``PATH={prefix}/bin:{tools}/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin``
-  (a recipe or step ``env`` may override it), then the recipe's and the step's env.
-  Network off; the invoking user's uid:gid.  ``{jobs}`` = ``settings.parallel_jobs``.
-
-- Logs and console: every step writes ``<logs>/<name>/<step>.log`` (started
-  afresh by every attempt of the step); :func:`hermitbuild.progress.step_line` prints one line per step:
-  ``[k/n] name:step done in 12.3s`` (or ``... already done``).  A failing step
-  raises :class:`~hermitbuild.errors.BuildError` with the recipe, step, exact
-  command, log path and the last 40 lines of its output; when the container
-  runtime itself failed (exit 125/126 with its error text) a
-  :class:`~hermitbuild.errors.ContainerError` points at ``runtime_options``.
-  A step that runs longer than the ``step_timeout`` setting is killed (its container
-  removed) and raises :class:`~hermitbuild.errors.BuildError` saying so; it is redone
-  on the next run like any unfinished step.
-
-- Resume (step stamps ``<stamps>/steps/<name>/<step>.json`` hold the key and the
-  step index; ``running.json`` marks the step in progress):
-
-  * a finished step whose stamp holds the current key is not redone;
-  * a step that did not finish (Ctrl-C, killed container, failure: its
-    ``running`` marker is still there) is redone.  If it is configure-like (kind
-    ``configure`` or ``cmake``, or the first step) the build directory and the
-    stage are wiped and the build restarts from step 1 (a half-run configure
-    leaves a build directory that cannot be trusted).  A later step (``make``,
-    ``install``, ``run``) is re-run in the same build directory: make is
-    restartable and finished steps before it stay done;
-  * stamps from another key (the recipe, its tree, image or dependencies
-    changed) wipe the build directory and stage and restart from step 1 -
-    except for ``incremental`` recipes built out of tree when only their own
-    tree or the syscall table changed (:func:`definition_key`: the key with this
-    recipe's tree left out and every tree as the empty table leaves it, is
-    unchanged): then the build directory is kept, ``configure`` steps are
-    skipped, ``cmake`` steps re-run in it (cmake re-globs the sources and keeps
-    its cache and the objects: a new generated file is picked up) and the others
-    re-run, so make rebuilds only what changed (the prepared tree keeps unchanged
-    files' mtimes);
-  * a build directory or stage that disappeared invalidates all stamps;
-  * before any step runs, containers of this recipe and workspace left behind
-    by a killed client (labels ``hermitbuild.recipe``/``hermitbuild.work``) are
-    removed, so nothing else writes into the build directory.
-
+- Directories, placeholders, containers, resume, a borrowed build directory
+  (``build_from``) and ccache: :mod:`hermitbuild.steps`.
 - Concurrency: one build of a recipe at a time (``flock`` on
   ``<stamps>/steps/<name>/.lock``); different recipes may build in parallel
   (``doit -n N``): they share nothing but the read-only prefix, the lock-protected
@@ -93,51 +44,27 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import cache, container, doctor, fetch, plan, sbom
+from . import cache, doctor, plan, sbom
 from .cache import keys
-from .progress import history, live_step, record, remember, step_line
-from .errors import BuildError, CommandError, ConfigError, ContainerError, HermitBuildError
-from .recipe import Recipe, RecipeSet, Step, expand
-from .fsutil import ensure_writable_dir, file_lock, is_inside, is_safe_relpath, read_json, rmtree, write_json
+from .progress import record, step_line
+from .errors import BuildError, ConfigError, HermitBuildError
+from .recipe import Recipe, RecipeSet, expand
+from .fsutil import ensure_writable_dir, file_lock, is_safe_relpath, read_json, write_json
 from .settings import Settings
+# the step machinery, re-exported: build.<name> is what the rest of the package and the tests use
+from .steps import (CONFIGURE_KINDS, DEFAULT_PATH, build_dir, ccache_summary, container_labels,  # noqa: F401
+                    install_root, mounts_for, placeholders, run_steps, source_date_epoch, stage_dir,
+                    step_environment, step_log, work_dir)
+from .steps import steps_dir as _steps_dir
+from .steps import plan_steps as _plan_steps  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-TAIL_LINES = 40
-CONFIGURE_KINDS = ("configure", "cmake")
-DEFAULT_PATH = "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-
-# --------------------------------------------------------------------------- keys and paths
+# --------------------------------------------------------------------------- keys
 
 recipe_key = keys.recipe_key
 definition_key = keys.definition_key
-
-
-def install_root(recipe: Recipe, settings: Settings) -> Path:
-    """Where a recipe's files are installed: the prefix or the tools prefix."""
-    return settings.tools if recipe.install_root == "tools" else settings.prefix
-
-
-def work_dir(name: str, settings: Settings) -> Path:
-    return settings.work_dir / name
-
-
-def build_dir(name: str, settings: Settings) -> Path:
-    return work_dir(name, settings) / "build"
-
-
-def stage_dir(name: str, settings: Settings) -> Path:
-    return work_dir(name, settings) / "stage"
-
-
-def step_log(name: str, step: str, settings: Settings) -> Path:
-    """``<logs>/<recipe>/<step>.log``."""
-    return settings.logs_dir / name / f"{step}.log"
-
-
-def _steps_dir(name: str, settings: Settings) -> Path:
-    return settings.stamps_dir / "steps" / name
 
 
 def _install_stamp(name: str, settings: Settings) -> Path:
@@ -160,206 +87,6 @@ def is_installed(name: str, recipes: RecipeSet, settings: Settings) -> bool:
     """Whether the install stamp holds the current key and its files are in the install root."""
     key, _ = recipe_key(name, recipes, settings)
     return _stamp_current(name, key, settings, recipes[name])
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-
-def source_date_epoch(recipe: Recipe, recipes: RecipeSet, settings: Settings) -> int:
-    """Commit date of the tree's first git source, else the recipe's source_date_epoch, else 0."""
-    owner = recipes[recipe.tree_owner]
-    for src in owner.sources:
-        if src.kind == "git" and owner.name not in settings.overrides:
-            date = fetch.recorded_commit_date(src, settings)  # recorded by the fetch; no network here
-            if date is not None:
-                return int(date)
-            break
-    for rec in (recipe, owner):
-        if rec.source_date_epoch is not None:
-            return rec.source_date_epoch
-    return 0
-
-
-def placeholders(recipe: Recipe, settings: Settings, src: Path) -> dict[str, str]:
-    """The values of the recipe placeholders for a build of ``recipe`` from tree ``src``."""
-    build = build_dir(recipe.name, settings)
-    return {
-        "prefix": str(settings.prefix),
-        "tools": str(settings.tools),
-        "install": str(install_root(recipe, settings)),
-        "target": settings.target,
-        "src": str(build if recipe.build_in_source else src),
-        "build": str(build),
-        "stage": str(stage_dir(recipe.name, settings)),
-        "jobs": str(settings.parallel_jobs),
-        "name": recipe.name,
-        "version": recipe.version,
-        "hermit_languages": ";".join(settings.hermit_languages),
-    }
-
-
-def step_environment(recipe: Recipe, step: Step, settings: Settings, ctx: Mapping[str, str],
-                     epoch: int) -> dict[str, str]:
-    env = {"PATH": f"{settings.prefix}/bin:{settings.tools}/bin:{DEFAULT_PATH}",
-           "SOURCE_DATE_EPOCH": str(epoch)}
-    env.update(recipe.environment(ctx))
-    env.update(step.environment(ctx))
-    return env
-
-
-def mounts_for(recipe: Recipe, settings: Settings, src: Path) -> list[tuple[Path, bool]]:
-    mounts: list[tuple[Path, bool]] = []
-    if not recipe.build_in_source:
-        mounts.append((src, False))
-    mounts.append((work_dir(recipe.name, settings), True))
-    mounts.append((settings.prefix, False))
-    tools = settings.tools
-    if not is_inside(tools, settings.prefix):
-        mounts.append((tools, False))
-    return mounts
-
-
-def container_labels(name: str, settings: Settings) -> dict[str, str]:
-    """Labels of a recipe's step containers (recipe and work dir: unique per workspace)."""
-    return {"hermitbuild.recipe": name, "hermitbuild.work": str(work_dir(name, settings))}
-
-
-def _copy_tree(src: Path, dest: Path) -> None:
-    """A private copy of a prepared tree (symlinks kept, mtimes preserved)."""
-    tmp = dest.with_name(dest.name + ".copying")
-    rmtree(tmp)
-    shutil.copytree(src, tmp, symlinks=True)
-    rmtree(dest)
-    os.replace(tmp, dest)
-
-
-# --------------------------------------------------------------------------- steps
-
-def _plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str) -> list[bool]:
-    """Which steps are done already; wipes the build dir when it cannot be trusted."""
-    sdir = _steps_dir(recipe.name, settings)
-    build = build_dir(recipe.name, settings)
-    stamps = [read_json(sdir / f"{s.name}.json") for s in recipe.steps]
-    running = read_json(sdir / "running.json")
-    any_state = any(stamps) or running is not None
-    reset = False
-    skip_configure = False
-    stage = stage_dir(recipe.name, settings)
-    if any_state and not (build.is_dir() and stage.is_dir()):
-        reset = True
-        logger.info("%s: build directory %s or stage %s is gone; starting from the first step",
-                    recipe.name, build, stage)
-    foreign = [s for s in stamps if s and s.get("key") != key]
-    if running is not None and running.get("key") != key:
-        foreign.append(running)
-    if not reset and foreign:
-        same_definition = all(s.get("defkey") == defkey for s in foreign)
-        if recipe.incremental and not recipe.build_in_source and same_definition and running is None:
-            skip_configure = True
-            logger.info("%s: only the source tree changed; incremental rebuild in %s", recipe.name, build)
-        else:
-            reset = True
-            logger.info("%s: inputs changed; starting from a clean build directory", recipe.name)
-    if not reset and running is not None and running.get("key") == key:
-        idx = running.get("index", 0)
-        step = recipe.steps[idx] if isinstance(idx, int) and 0 <= idx < len(recipe.steps) else None
-        if step is None or idx == 0 or step.kind in CONFIGURE_KINDS:
-            reset = True
-            logger.info("%s: step '%s' did not finish; redoing from a clean build directory",
-                        recipe.name, running.get("step"))
-    if reset or skip_configure:
-        for s in recipe.steps:
-            (sdir / f"{s.name}.json").unlink(missing_ok=True)
-        (sdir / "running.json").unlink(missing_ok=True)
-        rmtree(stage)
-        if reset:
-            rmtree(build)
-        if skip_configure:
-            stage.mkdir(parents=True, exist_ok=True)
-            # autotools' configure is kept; cmake re-runs (incrementally) to see new files
-            done = [s.kind == "configure" for s in recipe.steps]
-            for s, d in zip(recipe.steps, done):
-                if d:
-                    write_json(sdir / f"{s.name}.json", {"key": key, "defkey": defkey, "step": s.name,
-                                                          "index": recipe.steps.index(s),
-                                                          "incremental": True})
-            return done
-        return [False] * len(recipe.steps)
-    done = [bool(s and s.get("key") == key) for s in stamps]
-    # once a step has to run, every later step runs too
-    first = next((i for i, d in enumerate(done) if not d), len(done))
-    return [i < first for i in range(len(done))]
-
-
-def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, defkey: str,
-              src: Path) -> None:
-    """Run the recipe's steps that are not done yet (see the module docstring)."""
-    name = recipe.name
-    sdir = _steps_dir(name, settings)
-    build = build_dir(name, settings)
-    done = _plan_steps(recipe, settings, key, defkey)
-    n = len(recipe.steps)
-    if all(done) and build.is_dir():
-        return
-    ctx = placeholders(recipe, settings, src)
-    epoch = source_date_epoch(recipe, recipes, settings)
-    mounts = mounts_for(recipe, settings, src)
-    labels = container_labels(name, settings)
-    container.remove_labelled(labels, settings)
-    for i, step in enumerate(recipe.steps):
-        label = f"[{i + 1}/{n}] {name}:{step.name}"
-        if done[i]:
-            step_line(f"{label} already done")
-            continue
-        write_json(sdir / "running.json", {"key": key, "defkey": defkey, "step": step.name, "index": i})
-        if i == 0 or not build.is_dir():
-            if recipe.build_in_source:
-                _copy_tree(src, build)
-            build.mkdir(parents=True, exist_ok=True)
-        stage_dir(name, settings).mkdir(parents=True, exist_ok=True)
-        argv = step.argv(ctx)
-        env = step_environment(recipe, step, settings, ctx, epoch)
-        cwd = Path(ctx["build"] if step.cwd == "build" else ctx["src"])
-        log = step_log(name, step.name, settings)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("", encoding="utf-8")
-        start = time.monotonic()
-        limit = settings.step_timeout_seconds
-        try:
-            with live_step(label, log, history(name, settings).get(step.name)):
-                result = container.run_in_container(recipe.image, argv, settings, cwd=cwd, mounts=mounts,
-                                                    env=env, log_path=log, check=False, timeout=limit,
-                                                    label=f"{name}-{step.name}", labels=labels)
-        except CommandError as err:  # check=False: a timeout (the container is gone), or no runtime
-            if limit is None or not err.timed_out:
-                raise
-            seconds = time.monotonic() - start
-            step_line(f"{label} TIMED OUT after {seconds:.1f}s (log: {log})")
-            raise BuildError(name, step.name, argv, log, err.tail, None,
-                             status=f"killed after the step_timeout of {settings.step_timeout}",
-                             fix=f"read {log} to see where it hung; if the step is just slow, raise "
-                             "step_timeout (hermitbuild.yaml or HERMITBUILD_STEP_TIMEOUT) and re-run: "
-                             "finished steps are not redone") from None
-        seconds = time.monotonic() - start
-        if result.returncode != 0:
-            step_line(f"{label} FAILED after {seconds:.1f}s (log: {log})")
-            if container.runtime_failure(result.returncode, result.tail):
-                runtime = container.detect_runtime(settings)
-                cause, fix = container.explain_runtime_failure(runtime, result.tail)
-                raise ContainerError(
-                    f"the container runtime could not run step '{step.name}' of recipe '{name}'",
-                    f"{cause}; {Path(runtime).name} exited with {result.returncode} before the step's "
-                    "command ran:\n" + "\n".join(
-                        "    | " + line for line in result.tail.splitlines()[-8:]),
-                    f"{fix}; `doit doctor` checks the runtime; full log: {log}",
-                    recipe=name, step=step.name, log_path=str(log), returncode=result.returncode)
-            raise BuildError(name, step.name, argv, log, result.tail, result.returncode)
-        write_json(sdir / f"{step.name}.json", {"key": key, "defkey": defkey, "step": step.name,
-                                                 "index": i, "seconds": round(seconds, 3)})
-        remember(name, step.name, seconds, log, settings)
-        step_line(f"{label} done in {seconds:.1f}s")
-    (sdir / "running.json").unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- the flow
@@ -508,6 +235,9 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         src = plan.ensure_prepared(recipe, recipes, settings)
         defkey = definition_key(name, recipes, settings)
         run_steps(recipe, recipes, settings, key=key, defkey=defkey, src=Path(src))
+        compiled = ccache_summary(name, settings)
+        if compiled:
+            step_line(f"{name}: {compiled}")
         staged = stage_dir(name, settings) / str(root).lstrip("/")
         if not staged.is_dir():
             raise BuildError(name, recipe.steps[-1].name, recipe.steps[-1].argv(
@@ -533,7 +263,8 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         _write_install_stamp(recipe, settings, key, files, "build")
         _remove_stale(recipe, recipes, settings, files, previous)
         step_line(f"{name}: installed into {root} ({len(files)} entries)")
-        record(name, "built", time.monotonic() - start, settings, f"{len(files)} files")
+        record(name, "built", time.monotonic() - start, settings,
+               f"{len(files)} files" + (f", {compiled}" if compiled else ""))
 
 
 def installed_key(name: str, settings: Settings) -> str | None:

@@ -34,6 +34,9 @@ The schema (every key; unknown keys are errors)::
     drop_files: [{target}/include/pthread.h]  # paths (under the install root; * and ? match)
                                 # left out of this recipe's artifact: another recipe owns them
     tree_from: gcc-stage1       # reuse that recipe's prepared tree (no sources/patches)
+    build_from: gcc-stage1      # continue in that recipe's build directory when it is there:
+                                # the leading steps both have (same commands) are not redone
+                                # (needs tree_from: the same recipe; see hermitbuild.steps)
     patch_dir: gcc/12.2.0       # default: the recipe name
     patch_strip: 1
     source_date_epoch: 0        # for tarballs (git uses the commit date)
@@ -89,7 +92,8 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _PATCH_RE = re.compile(r"^(\d{4})-[A-Za-z0-9._+-]+\.patch$")
 
 RECIPE_KEYS = {"name", "version", "description", "license", "license_note", "image", "depends", "install_root",
-               "build_in_source", "incremental", "syscalls", "ignores_syscalls", "tree_from", "patch_dir",
+               "build_in_source", "incremental", "syscalls", "ignores_syscalls", "tree_from", "build_from",
+               "patch_dir",
                "patch_strip", "source_date_epoch", "env", "sources", "steps", "variants",
                "variant_setting", "drop_files", "replaces"}
 VARIANT_KEYS = {"version", "description", "sources", "patch_dir", "steps", "env", "depends",
@@ -178,6 +182,7 @@ class Recipe:
     syscalls: str = "none"
     ignores_syscalls: bool = False
     tree_from: str | None = None
+    build_from: str | None = None  # continue in this recipe's build directory (see hermitbuild.steps)
     patch_dir: str = ""
     source_date_epoch: int | None = None
     env: tuple[tuple[str, str], ...] = ()
@@ -569,6 +574,18 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
     elif not sources:
         raise c.error("a recipe needs 'sources' (or 'tree_from' to reuse another recipe's tree)",
                       "add `sources:` with a pinned git commit or tarball sha256", data, field="sources")
+    build_from = merged.get("build_from")
+    if build_from is not None:
+        if not isinstance(build_from, str) or build_from != tree_from:
+            raise c.error("'build_from' must name the recipe this one takes its tree from "
+                          f"(tree_from: {tree_from or 'not set'}): its build directory was configured "
+                          "from that tree", f"write `tree_from: {build_from}` beside `build_from: {build_from}`"
+                          if isinstance(build_from, str) else "write `build_from: gcc-stage1`",
+                          data, "build_from", field="build_from")
+        for key in ("build_in_source", "incremental"):
+            if merged.get(key):
+                raise c.error(f"'build_from' cannot be combined with '{key}: true'",
+                              f"remove `{key}:` or `build_from:`", data, key, field=key)
     patch_strip = _int(c, merged, "patch_strip", "", 1)
     patch_dir = _str(c, merged, "patch_dir", "", default=name)
     patches = () if tree_from else _discover_patches(c, patches_root, patch_dir, patch_strip or 0,
@@ -599,7 +616,8 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
         image=image, depends=tuple(depends), install_root=install_root,
         build_in_source=_bool(c, merged, "build_in_source", "", False),
         incremental=_bool(c, merged, "incremental", "", False),
-        syscalls=syscalls, ignores_syscalls=ignores_syscalls, tree_from=tree_from, patch_dir=patch_dir,
+        syscalls=syscalls, ignores_syscalls=ignores_syscalls, tree_from=tree_from, build_from=build_from,
+        patch_dir=patch_dir,
         source_date_epoch=_int(c, merged, "source_date_epoch", "", None),
         env=_env(c, merged, ""), sources=sources, patches=patches, steps=steps, variant=variant,
         drop_files=tuple(drop_files), replaces=tuple(replaces),
@@ -664,6 +682,9 @@ def load_recipes(recipes_dir: Path, patches_root: Path,
                           file=rec.file, line=_graph_line(rec, key, dep), field=key) from None
     rs = RecipeSet(recipes=recipes, order=order)
     for rec in recipes.values():
+        if rec.build_from is not None:
+            _check_build_from(rec, rs)
+    for rec in recipes.values():
         for other in rec.replaces:
             if other == rec.name or other not in rs.closure(rec.name):
                 raise RecipeError(f"'{rec.name}' replaces '{other}', which is not one of its dependencies",
@@ -671,6 +692,22 @@ def load_recipes(recipes_dir: Path, patches_root: Path,
                                   "to `depends:` or remove it from `replaces:`", file=rec.file,
                                   line=_graph_line(rec, "replaces", other), field="replaces")
     return rs
+
+
+def _check_build_from(rec: Recipe, rs: "RecipeSet") -> None:
+    """``build_from: R``: R is built before ``rec`` and both start with the same step."""
+    owner = rs.recipes[rec.build_from or ""]
+    if owner.name not in rs.closure(rec.name) or owner.name == rec.name:
+        raise RecipeError(f"'{rec.name}' continues in the build directory of '{owner.name}', which is not "
+                          "one of its dependencies", f"add '{owner.name}' to `depends:`", file=rec.file,
+                          line=_graph_line(rec, "build_from"), field="build_from")
+    if not rec.steps or not owner.steps or rec.steps[0] != owner.steps[0]:
+        first = rec.steps[0].name if rec.steps else "(none)"
+        raise RecipeError(f"'{rec.name}' has build_from: {owner.name}, but its first step '{first}' is not "
+                          f"the same as {owner.name}'s first step, so no step done there can be skipped",
+                          f"start the steps with {owner.name}'s own (the same name, command and env; "
+                          "they run only when its build directory is not there), or remove `build_from:`",
+                          file=rec.file, line=_graph_line(rec, "build_from"), field="build_from")
 
 
 def _graph_line(rec: Recipe, key: str, item: str | None = None) -> int | None:

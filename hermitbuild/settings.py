@@ -85,6 +85,8 @@ class Settings:
     # podman's / docker's credential files, in lookup order (from the environment at load)
     registry_auth_files: tuple[Path, ...] = ()
     cache_max_size: str = "20G"
+    ccache: bool = False  # compile host code through ccache in build containers
+    ccache_dir: Path | None = None  # default: <cache_dir>/ccache
     smoke_gate: bool = True
     image_base: str = "runtime"  # containers/Containerfile.<image_base>: the toolchain image's base
     image_name: str = "localhost/hermit-toolchain"  # the toolchain image (`doit toolchain_image`)
@@ -120,6 +122,13 @@ class Settings:
     @property
     def dep_file(self) -> Path:
         return self.build_dir / "doit.db"
+
+    @property
+    def ccache_root(self) -> Path:
+        """ccache's directory (``ccache_dir``, default ``<cache_dir>/ccache``)."""
+        if self.ccache_dir is not None:
+            return self.ccache_dir
+        return (self.cache_dir or self.build_dir) / "ccache"
 
     @property
     def tools(self) -> Path:
@@ -217,8 +226,8 @@ def parse_duration(text: str) -> float | None:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-_PATH_FIELDS = {"prefix", "build_dir", "downloads_dir", "cache_dir", "tools_prefix"}
-_BOOL_FIELDS = {"offline", "smoke_gate"}
+_PATH_FIELDS = {"prefix", "build_dir", "downloads_dir", "cache_dir", "tools_prefix", "ccache_dir"}
+_BOOL_FIELDS = {"offline", "smoke_gate", "ccache"}
 _INT_FIELDS = {"jobs"}
 _LIST_FIELDS = {"mirrors", "runtime_options", "hermit_languages", "skip"}
 _STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "gdb_variant", "remote_cache", "kvm", "step_timeout",
@@ -488,6 +497,8 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     kwargs.setdefault("build_dir", root / "build")
     if kwargs.get("cache_dir") is None:
         kwargs["cache_dir"] = _default_cache_dir(environ)
+    if kwargs.get("ccache_dir") is None:
+        kwargs["ccache_dir"] = Path(kwargs["cache_dir"]) / "ccache"
 
     _validate(kwargs, where)
     token_env = kwargs.get("remote_cache_token_env", "HERMITBUILD_CACHE_TOKEN")

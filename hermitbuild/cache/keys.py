@@ -76,6 +76,7 @@ def recipe_definition(recipe: Recipe) -> dict[str, Any]:
         "variant": recipe.variant,
         # only when set, so that recipes without it keep their keys (and their cached artifacts)
         **({"drop_files": list(recipe.drop_files)} if recipe.drop_files else {}),
+        **({"build_from": recipe.build_from} if recipe.build_from else {}),
     }
 
 
