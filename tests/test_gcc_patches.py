@@ -322,6 +322,23 @@ def test_stage1_builds_a_working_cross_compiler(tmp_path: Path) -> None:
     assert run(str(gcc), "-dumpmachine", ">out.txt").strip() == "x86_64-hermit"
     assert "#define __hermit__ 1" in run(str(gcc), "-dM -E - </dev/null >out.txt").splitlines()
     run(str(gcc), "-O2 -ffreestanding -c free.c -o free.o && echo ok >out.txt")
+    # -pthread (patch 0005): accepted by the driver, defines _REENTRANT; libpthread is in every
+    # link, with or without it (libgcc and libstdc++ refer to it strongly)
+    macros = run(str(gcc), "-pthread -dM -E - </dev/null >out.txt 2>&1").splitlines()
+    assert "#define _REENTRANT 1" in macros, macros[:5]
+    assert "#define _REENTRANT 1" not in run(str(gcc), "-dM -E - </dev/null >out.txt").splitlines()
+    for flags in ("-pthread", ""):
+        link = run(str(gcc), flags, "-### free.o -o free >out.txt 2>&1")
+        assert "unrecognized" not in link and '"-lpthread"' in link, link[-600:]
+        assert link.index('"-lpthread"') < link.index('"-lc"') < link.index('"-lhermit"')
+    # limits.h (patch 0005's t-hermit): built before newlib's headers exist, the installed
+    # limits.h still goes on to the C library's in {prefix}/{target}/include
+    libc_include = settings.prefix / "x86_64-hermit" / "include"
+    libc_include.mkdir(parents=True, exist_ok=True)
+    (libc_include / "limits.h").write_text("#define HERMIT_LIBC_LIMITS_H_WAS_READ 1\n", encoding="utf-8")
+    limits = run("printf '#include <limits.h>\\n' |", str(gcc), "-dM -E -x c - >out.txt").splitlines()
+    assert "#define HERMIT_LIBC_LIMITS_H_WAS_READ 1" in limits and any(
+        line.startswith("#define INT_MAX ") for line in limits)
     obj = (tmp_path / "t" / "free.o").read_bytes()
     assert obj[:4] == b"\x7fELF" and obj[4] == 2  # ELF64
     assert int.from_bytes(obj[18:20], "little") == 62  # EM_X86_64
