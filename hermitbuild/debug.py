@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import CommandError, RunError
-from .qemu import RunOptions, compile_app, kvm_setting, proxy_env, resolve_kvm, toolchain_paths
+from .qemu import RunOptions, compile_app, is_source, kvm_setting, proxy_env, resolve_kvm, toolchain_paths
 from .runner import Completed, run
 from .settings import Settings
 
@@ -119,7 +119,7 @@ def debug_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence
     ns = _parser().parse_args(argv)
     app = Path(ns.app).absolute()
     log_dir = settings.logs_dir / "debug"
-    if app.is_dir() or app.suffix == ".c":
+    if is_source(app):
         name = app.stem if app.is_file() else app.name
         elf = compile_app(app, settings.work_dir / "debug" / name, settings, exec_prefix=exec_prefix,
                           cflags=("-g", "-O0"), log_path=log_dir / f"{name}.compile.log")

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import CommandError, RunError
-from .qemu import compile_app, kvm_usable
+from .qemu import compile_app, is_source, kvm_usable
 from .runner import run, tail_of
 from .settings import Settings
 from .fsutil import write_atomic
@@ -348,9 +348,9 @@ def image_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence
 
     app = Path(ns.app).absolute()
     expect = ns.expect or _default_expect(app)
-    name = ns.name or (app.stem if app.suffix == ".c" else app.name)
+    name = ns.name or (app.stem if app.is_file() and is_source(app) else app.name)
     out_dir = (ns.out_dir or settings.build_dir / "images").absolute()
-    if app.is_dir() or app.suffix == ".c":
+    if is_source(app):
         app = compile_app(app, settings.work_dir / "image" / name, settings, exec_prefix=exec_prefix,
                           log_path=settings.logs_dir / "image" / f"{name}.compile.log")
     loader = ns.loader or settings.prefix / "bin" / "ldhermit.elf"

@@ -31,7 +31,9 @@ Contract:
   absolute paths).  The ``HERMIT_*`` variables are then passed on the command
   line through ``env`` so they reach the inner process.
 - :func:`smoke` compiles and boots the bundled examples (``examples/<name>/``:
-  ``*.c`` sources and ``expected.txt``) and compares the output: every
+  C or C++ sources (``*.c``; ``*.cc``/``*.cpp``/``*.cxx`` compile with ``{target}-g++``),
+  ``expected.txt``, optionally ``flags.txt`` (extra compiler flags) and ``cpus.txt``
+  (vCPUs)) and compares the output: every
   non-empty line of ``expected.txt`` must appear, in order, as a line of the
   output, and the exit status must be 0.  An example listing system calls in
   ``requires-syscalls.txt`` runs only when the caller says those calls are in
@@ -51,6 +53,7 @@ import io
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -70,6 +73,11 @@ KERNEL_LOG_MARKER = "Dump kernel log:"
 QEMU_CMD_MARKER = "qemu startup command:"
 EXPECTED_FILE = "expected.txt"
 REQUIRES_FILE = "requires-syscalls.txt"
+FLAGS_FILE = "flags.txt"  # an example's extra compiler flags (one shell-like line)
+CPUS_FILE = "cpus.txt"  # an example's vCPU count
+C_SUFFIXES = (".c",)
+CXX_SUFFIXES = (".cc", ".cpp", ".cxx")
+SOURCE_SUFFIXES = C_SUFFIXES + CXX_SUFFIXES
 _MEM_RE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
 _KVM_GET_API_VERSION = 0xAE00
 _KVM_API_VERSION = 12
@@ -157,21 +165,53 @@ def toolchain_paths(settings: Settings) -> tuple[Path, Path]:
     return bindir / f"{settings.target}-gcc", bindir / "proxy"
 
 
+def is_source(app: Path) -> bool:
+    """Whether ``app`` is application source to compile (a C or C++ file, or a directory)."""
+    return app.is_dir() or app.suffix in SOURCE_SUFFIXES
+
+
 def _sources_of(sources: Path) -> list[Path]:
     if sources.is_file():
-        if sources.suffix != ".c":
-            raise RunError(f"{sources} is not a C source file",
-                           "the application must be a .c file or a directory of .c files",
-                           "pass a .c file or a directory holding the application's .c files")
+        if sources.suffix not in SOURCE_SUFFIXES:
+            raise RunError(f"{sources} is not a C or C++ source file",
+                           "the application must be a .c (or .cc/.cpp/.cxx) file or a directory of them",
+                           "pass a source file or a directory holding the application's sources")
         return [sources]
     if sources.is_dir():
-        files = sorted(p for p in sources.glob("*.c") if p.is_file())
+        files = sorted(p for p in sources.iterdir() if p.is_file() and p.suffix in SOURCE_SUFFIXES)
         if not files:
-            raise RunError(f"no C sources in {sources}", "the directory holds no *.c file",
-                           "pass a .c file or a directory holding the application's .c files")
+            raise RunError(f"no C or C++ sources in {sources}", "the directory holds no *.c, *.cc, *.cpp "
+                           "or *.cxx file", "pass a source file or a directory holding the application's "
+                           "sources")
         return files
     raise RunError(f"application source {sources} does not exist", "no such file or directory",
                    "check the path (relative paths are relative to the current directory)")
+
+
+def example_flags(example: Path) -> list[str]:
+    """An example's extra compiler flags (``flags.txt``, shell-like words; # comments)."""
+    path = example / FLAGS_FILE
+    if not path.is_file():
+        return []
+    text = " ".join(line.split("#", 1)[0] for line in read_text(path, RunError).splitlines())
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise RunError(f"cannot read the compiler flags in {path}", str(exc),
+                       "write the flags on one line, quotes closed, e.g. `-pthread -O2`",
+                       path=str(path)) from None
+
+
+def example_cpus(example: Path) -> int | None:
+    """An example's vCPU count (``cpus.txt``: one number), or None."""
+    path = example / CPUS_FILE
+    if not path.is_file():
+        return None
+    words = read_text(path, RunError).split("#", 1)[0].split()
+    if len(words) != 1 or not words[0].isdigit() or int(words[0]) < 1:
+        raise RunError(f"{path} does not hold a CPU count", f"it reads {' '.join(words)!r}",
+                       "write one whole number of at least 1, e.g. 2", path=str(path))
+    return int(words[0])
 
 
 def _require_program(path: Path, what: str, exec_prefix: Sequence[str]) -> None:
@@ -193,6 +233,8 @@ def compile_app(sources: Path, out: Path, settings: Settings, *,
     out = Path(out).absolute()
     files = _sources_of(sources)
     gcc, _ = toolchain_paths(settings)
+    if any(f.suffix in CXX_SUFFIXES for f in files):  # C++: the g++ driver links libstdc++
+        gcc = gcc.with_name(f"{settings.target}-g++")
     _require_program(gcc, "the HermitCore compiler", exec_prefix)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
@@ -437,11 +479,12 @@ def smoke(settings: Settings, *, exec_prefix: Sequence[str] = (), examples_dir: 
         binary = work_dir / name
         try:
             compile_app(example, binary, settings, exec_prefix=exec_prefix,
-                        log_path=log_dir / f"{name}.compile.log")
+                        cflags=("-O2", *example_flags(example)), log_path=log_dir / f"{name}.compile.log")
+            cpus = example_cpus(example)
         except HermitBuildError as err:
             results.append(ExampleResult(name, error=err.what + (f": {err.why}" if err.why else "")))
             continue
-        keep = dataclasses.replace(opts, keep_log=True)
+        keep = dataclasses.replace(opts, keep_log=True, cpus=cpus or opts.cpus)
         try:
             status, output, log = _boot(binary, keep, settings, exec_prefix=exec_prefix,
                                         log_dir=log_dir, echo=False, kvm_dev=kvm_dev)
@@ -499,7 +542,7 @@ def run_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence[s
                       keep_log=ns.keep_log)
     app = Path(ns.app).absolute()
     log_dir = settings.logs_dir / "run"
-    if app.is_dir() or app.suffix == ".c":
+    if is_source(app):
         name = app.stem if app.is_file() else app.name
         binary = compile_app(app, settings.work_dir / "run" / name, settings,
                              exec_prefix=exec_prefix, log_path=log_dir / f"{name}.compile.log")
@@ -507,7 +550,7 @@ def run_main(argv: Sequence[str], settings: Settings, *, exec_prefix: Sequence[s
         binary = app
     else:
         raise RunError(f"application {app} does not exist", "no such file or directory",
-                       "pass a .c file, a directory of .c files or a built unikernel")
+                       "pass a .c or .cpp file, a directory of sources or a built unikernel")
     status = run_app(binary, opts, settings, exec_prefix=exec_prefix, log_dir=log_dir)
     if status != 0:
         print(f"{binary.name} exited with status {status}; log saved at {log_dir / (binary.name + '.log')}",

@@ -97,6 +97,11 @@ exec gcc -I{inc} "$@" {stub}
 """
 
 
+GXX = """#!/bin/sh
+exec g++ "$@"
+"""
+
+
 def _executable(path: Path, text: str) -> None:
     path.write_text(text)
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -113,6 +118,7 @@ def fake_toolchain(tmp: Path, *, stub_rename: bool = True) -> Settings:
     (inc / "stub.c").write_text(STUB_C % ("int rename(const char *a, const char *b) { return 0; }"
                                           if stub_rename else ""))
     _executable(bindir / "x86_64-hermit-gcc", GCC.format(inc=inc, stub=inc / "stub.c"))
+    _executable(bindir / "x86_64-hermit-g++", GXX)
     _executable(bindir / "proxy", PROXY.format(python=sys.executable,
                                                record=str(prefix / "proxy-record.json")))
     return Settings(root=tmp, prefix=prefix, build_dir=tmp / "build")

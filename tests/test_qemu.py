@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from hermitbuild.errors import RunError
-from hermitbuild.qemu import (RunOptions, SmokeResult, ExampleResult, compile_app, kvm_usable,
+from hermitbuild.qemu import (RunOptions, SmokeResult, ExampleResult, compile_app, example_cpus, example_flags,
+                              kvm_usable,
                               missing_lines, proxy_env, required_syscalls, run_app,
                               run_main, smoke)
 
@@ -108,10 +109,10 @@ def test_compile_bad_inputs(tc, tmp_path: Path) -> None:
     with pytest.raises(RunError, match="does not exist"):
         compile_app(tmp_path / "nope.c", tmp_path / "x", tc)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RunError, match="no C sources"):
+    with pytest.raises(RunError, match="no C or C\\+\\+ sources"):
         compile_app(tmp_path / "empty", tmp_path / "x", tc)
     (tmp_path / "notc.txt").write_text("x")
-    with pytest.raises(RunError, match="not a C source"):
+    with pytest.raises(RunError, match="not a C or C\\+\\+ source"):
         compile_app(tmp_path / "notc.txt", tmp_path / "x", tc)
 
 
@@ -234,11 +235,35 @@ def test_bundled_examples_are_complete() -> None:
 def test_smoke_passes_on_the_bundled_examples(tc, tmp_path: Path, no_kvm: Path, capsys) -> None:
     result = smoke(tc, examples_dir=EXAMPLES, syscalls_ready=True, kvm_dev=no_kvm)
     assert result.passed, result.summary()
-    assert [e.name for e in result.examples] == ["hello", "syscall-test"]
+    assert [e.name for e in result.examples] == ["cxx-threads", "hello", "syscall-test"]
     assert all(e.compiled and e.booted and e.matched and e.status == 0 for e in result.examples)
     manifest = result.to_manifest()
-    assert manifest["passed"] is True and set(manifest["examples"]) == {"hello", "syscall-test"}
+    assert manifest["passed"] is True and set(manifest["examples"]) == {"cxx-threads", "hello", "syscall-test"}
     assert "hello world!" not in capsys.readouterr().out  # smoke output is captured, not echoed
+
+
+def test_the_cxx_example_compiles_with_gxx_and_its_flags_and_boots_with_its_cpus(tc, no_kvm: Path) -> None:
+    result = smoke(tc, examples_dir=EXAMPLES, only={"cxx-threads"}, kvm_dev=no_kvm)
+    assert result.passed, result.summary()
+    assert proxy_record(tc)["env"]["HERMIT_CPUS"] == "2"
+    assert example_flags(EXAMPLES / "cxx-threads") == ["-pthread"]
+
+
+def test_bad_example_flags_and_cpus_name_the_file(tc, tmp_path: Path, no_kvm: Path) -> None:
+    ex = tmp_path / "examples" / "bad"
+    write_c(ex / "main.c", "int main(void) { puts(\"hi\"); return 0; }\n")
+    (ex / "expected.txt").write_text("hi\n")
+    (ex / "cpus.txt").write_text("two\n")
+    with pytest.raises(RunError) as info:
+        example_cpus(ex)
+    assert str(ex / "cpus.txt") in info.value.what and "whole number" in info.value.fix
+    result = smoke(tc, examples_dir=tmp_path / "examples", kvm_dev=no_kvm)
+    assert not result.passed and "cpus.txt" in result.examples[0].error
+    (ex / "cpus.txt").unlink()
+    (ex / "flags.txt").write_text("-DX='unclosed\n")
+    with pytest.raises(RunError) as info:
+        example_flags(ex)
+    assert "flags.txt" in info.value.what and "quotes closed" in info.value.fix
 
 
 def test_smoke_skips_the_syscall_example_without_the_calls(tc, no_kvm: Path) -> None:
