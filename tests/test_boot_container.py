@@ -94,6 +94,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     bindir = settings.prefix / "bin"
     bindir.mkdir(parents=True)
     _executable(bindir / "x86_64-hermit-gcc", GCC.format(record=record, host_only=host_only))
+    _executable(bindir / "x86_64-hermit-g++", "#!/bin/sh\nexec g++ \"$@\"\n")  # examples/cxx-threads
     _executable(bindir / "proxy", PROXY.format(record=record, host_only=host_only))
     app_dir = base / "apps" / "greeter"
     app_dir.mkdir(parents=True)
@@ -205,7 +206,7 @@ def test_smoke_runs_the_hello_example_in_the_container(world: dict, capfd: pytes
     summary = smoke_main(settings, exec_prefix=_prefix(settings, []))
     assert summary.passed, summary.summary()
     out = capfd.readouterr().out
-    assert "hello: ok" in out and "syscall-test: skipped" in out
+    assert "hello: ok" in out and "cxx-threads: ok" in out and "syscall-test: skipped" in out
 
 
 def test_without_a_container_runtime_the_host_runs_the_toolchain(
