@@ -204,8 +204,14 @@ def action(fn: Callable[..., Any], settings: Settings, *args: Any):
 # --------------------------------------------------------------------------- commands with arguments
 
 def cmd_syscall(settings: Settings, args: list[str]) -> int:
-    # automake 1.11 runs inside the build container, like every other build tool
-    return syscalls.cli_main(args, settings, automake=plan.automake_in_container(settings))
+    # automake 1.11 runs inside the build container, like every other build tool; the prepared
+    # trees the command edits stay prepared (plan.run_syscall_command)
+    try:
+        recipes = _recipes(settings)
+    except HermitBuildError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return plan.run_syscall_command(args, recipes, settings, automake=plan.automake_in_container(settings))
 
 
 def cmd_doctor(settings: Settings, args: list[str]) -> int:

@@ -12,13 +12,17 @@ the cache key) is computed in one way only.  Cheap: reads files, runs nothing
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import container, prepare, syscalls
+from .errors import HermitBuildError
 from .recipe import Recipe, RecipeSet
 from .settings import Settings
+
+logger = logging.getLogger(__name__)
 
 TABLE_FILE = "table.yaml"
 
@@ -115,3 +119,56 @@ def ensure_prepared(recipe: Recipe, recipes: RecipeSet, settings: Settings,
         return prepare.tree_path(own, settings)
     return prepare.prepare_tree(own, settings, generator(own, settings, automake),
                                 syscall_digest=syscall_digest(own, settings))
+
+
+def _generating_owners(recipes: RecipeSet) -> dict[str, Recipe]:
+    """The tree owner generated into per side ("kernel", "newlib"), first in build order."""
+    found: dict[str, Recipe] = {}
+    for name in recipes.order:
+        rec = recipes[name]
+        if rec.syscalls != "none" and not rec.tree_from:
+            found.setdefault(rec.syscalls, rec)
+    return found
+
+
+def run_syscall_command(argv: Sequence[str], recipes: RecipeSet, settings: Settings,
+                        automake: Callable[[Path], None] | None = None) -> int:
+    """``doit syscall ARGS`` on the prepared trees of the recipes that generate code, keeping
+    them prepared: a tree that was up to date before a successful edit is stamped with its new
+    identity (:func:`hermitbuild.prepare.restamp_edited`) when it is in line with the table
+    afterwards (``syscalls.drift`` finds nothing), so `doit toolchain` rebuilds from it at once
+    instead of preparing it again; after a failed or partial edit the stamps are as before, or
+    gone (then the next build prepares afresh)."""
+    owners = _generating_owners(recipes)
+    trees = {side: prepare.tree_path(rec, settings) for side, rec in owners.items()}
+    kernel = trees.get("kernel") if trees.get("kernel", Path("/nonexistent")).is_dir() else None
+    newlib = trees.get("newlib") if trees.get("newlib", Path("/nonexistent")).is_dir() else None
+    taken: dict[str, bytes] = {}
+    for side, rec in owners.items():
+        if prepare.is_prepared(rec, settings, syscall_digest(rec, settings)):
+            data = prepare.take_stamp(rec, settings)
+            if data is not None:
+                taken[side] = data
+    status = 1
+    try:
+        status = syscalls.cli_main(list(argv), settings, trees=lambda: (kernel, newlib),
+                                   automake=automake or automake_in_container(settings))
+    finally:
+        table = None
+        if status == 0 and taken:
+            try:
+                table = _table(settings)
+            except HermitBuildError:
+                table = None
+        for side, data in taken.items():
+            rec = owners[side]
+            in_line = table is not None and not syscalls.drift(
+                kernel if side == "kernel" else None, newlib if side == "newlib" else None, table)
+            if in_line:
+                prepare.restamp_edited(rec, settings, data, syscall_digest(rec, settings))
+            elif status != 0 or table is None:
+                prepare.put_back_stamp(rec, settings, data)  # the transaction left the tree as it was
+            else:
+                logger.info("%s: the tree differs from the table (not applied); it is prepared "
+                            "again by the next build", rec.name)
+    return status

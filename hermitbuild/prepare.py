@@ -32,6 +32,11 @@ Contract:
   concurrent prepares of the same tree (the second one finds it prepared).
 - :func:`is_prepared` is true when the tree exists and its stamp holds the
   current :func:`tree_identity`.
+- Edited in place: ``doit syscall add/remove/apply`` applies the table to the prepared trees
+  in one transaction (:mod:`hermitbuild.plan` wraps it); :func:`take_stamp` removes the stamp
+  first, and after a successful edit of a tree that was up to date, :func:`restamp_edited`
+  records the new identity (the generator's output equals a fresh prepare's), so the next
+  build does not prepare the tree again.
 - ``syscall_digest`` (keyword of :func:`prepare_tree`, an addition to the
   original contract) must be the digest the caller passes to
   :func:`is_prepared`/:func:`tree_identity`; it describes what ``generate``
@@ -272,6 +277,42 @@ def is_prepared(recipe: Recipe, settings: Settings, syscall_digest: str = "") ->
     if stamp is None or not tree_path(owner, settings).is_dir():
         return False
     return stamp.get("identity") == tree_identity(owner, settings, syscall_digest)
+
+
+# ---------------------------------------------------------------------- edited in place
+
+def take_stamp(recipe: Recipe, settings: Settings) -> bytes | None:
+    """Remove the tree's stamp and return its bytes (None when there was none): while the
+    syscall generator edits the tree in place, no stamp vouches for it, so a crash in
+    between leaves a tree that the next run prepares afresh."""
+    path = _stamp_path(_owner(recipe, settings).name, settings)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    path.unlink(missing_ok=True)
+    return data
+
+
+def put_back_stamp(recipe: Recipe, settings: Settings, data: bytes) -> None:
+    """Undo :func:`take_stamp` (the edit changed nothing, or was rolled back)."""
+    write_atomic(_stamp_path(_owner(recipe, settings).name, settings), data)
+
+
+def restamp_edited(recipe: Recipe, settings: Settings, old: bytes, syscall_digest: str) -> str:
+    """Record that a tree which was up to date (its stamp ``old``) now holds the generated code
+    for ``syscall_digest``, written in place by the generator (one transaction: all files or
+    none): the same bytes a fresh prepare would produce (the generator replaces its regions
+    and files whole; tests/test_prepare.py compares both), and unchanged files keep their
+    mtimes.  Returns the new identity."""
+    owner = _owner(recipe, settings)
+    details = json.loads(old)
+    identity = tree_identity(owner, settings, syscall_digest)
+    details.update(identity=identity, syscall_digest=syscall_digest,
+                   edited_in_place_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    write_atomic(_stamp_path(owner.name, settings), json.dumps(details, indent=2) + "\n")
+    logger.info("%s: syscall code regenerated in place (%s)", owner.name, identity[:12])
+    return identity
 
 
 # ---------------------------------------------------------------------- preparing

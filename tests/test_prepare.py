@@ -435,3 +435,72 @@ def test_uptodate_checks_write_no_digest_cache_and_the_next_action_does(env: Env
     assert prepare._PENDING
     assert cli.action(lambda settings: None, s) is None
     assert not prepare._PENDING and any(stamps.rglob("*")), "the action did not write the cache"
+
+
+# ---------------------------------------------------------------------- syscall edits in place
+
+from helpers_syscalls import prepared_template  # noqa: E402,F401  (a pytest fixture)
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple]:
+    """Path (relative), kind, bytes and mode of everything in a tree (not the mtimes)."""
+    return {rel: info[:3] for rel, info in snapshot(root).items() if rel != "."}
+
+from hermitbuild.syscalls import host_automake  # noqa: E402
+
+
+def _syscall_world(root: Path, template: Path) -> Settings:
+    (root / "recipes").mkdir(parents=True)
+    (root / "patches").mkdir()
+    (root / "syscalls").mkdir()
+    (root / "syscalls" / "table.yaml").write_text("syscalls: []\n")
+    for name, side in (("kern", "kernel"), ("nlib", "newlib")):
+        (root / "recipes" / f"{name}.yaml").write_text(recipe_yaml(name, extra=f"syscalls: {side}\n"))
+    return Settings(root=root, prefix=root / "prefix", build_dir=root / "build", cache_dir=root / "cache",
+                    overrides={"kern": template / "hermit", "nlib": template / "newlib"})
+
+
+def test_syscall_edit_in_place_keeps_the_trees_prepared_and_equals_a_fresh_prepare(
+        tmp_path: Path, prepared_template: Path, capsys) -> None:
+    s = _syscall_world(tmp_path / "a", prepared_template)
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    automake = host_automake()
+    for name in ("kern", "nlib"):
+        plan.ensure_prepared(rs[name], rs, s, automake=automake)
+    kern_tree = prepare.tree_path(rs["kern"], s)
+    untouched = kern_tree / "kernel" / "main.c"
+    before_mtime = untouched.stat().st_mtime_ns
+    assert plan.run_syscall_command(["add", "rename"], rs, s, automake=automake) == 0
+    capsys.readouterr()
+    # both trees are prepared for the new table: the next build does not prepare them again
+    assert plan.is_prepared(rs["kern"], rs, s) and plan.is_prepared(rs["nlib"], rs, s)
+    assert json.loads((s.stamps_dir / "prepare" / "kern.json").read_text())["edited_in_place_at"]
+    assert untouched.stat().st_mtime_ns == before_mtime  # make rebuilds only what changed
+    # ... and they hold what a fresh prepare with that table gives, byte for byte
+    fresh = s.replace(build_dir=tmp_path / "fresh-build")
+    for name in ("kern", "nlib"):
+        assert not plan.is_prepared(rs[name], rs, fresh)
+        plan.ensure_prepared(rs[name], rs, fresh, automake=automake)
+        assert tree_snapshot(prepare.tree_path(rs[name], s)) == tree_snapshot(
+            prepare.tree_path(rs[name], fresh)), name
+    # removing the call again: still prepared, still equal to the empty table's trees
+    assert plan.run_syscall_command(["remove", "rename"], rs, s, automake=automake) == 0
+    assert plan.is_prepared(rs["kern"], rs, s) and plan.is_prepared(rs["nlib"], rs, s)
+
+
+def test_a_syscall_edit_that_does_not_apply_or_fails_leaves_no_false_stamp(
+        tmp_path: Path, prepared_template: Path, capsys) -> None:
+    s = _syscall_world(tmp_path / "b", prepared_template)
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    automake = host_automake()
+    for name in ("kern", "nlib"):
+        plan.ensure_prepared(rs[name], rs, s, automake=automake)
+    stamp = (s.stamps_dir / "prepare" / "kern.json").read_bytes()
+    # refused (an unknown call without a signature): nothing changed, the stamps are as they were
+    assert plan.run_syscall_command(["add", "no_such_call"], rs, s, automake=automake) != 0
+    assert (s.stamps_dir / "prepare" / "kern.json").read_bytes() == stamp
+    assert plan.is_prepared(rs["kern"], rs, s)
+    # the table changed but the trees were not touched (--no-apply): not prepared any more
+    assert plan.run_syscall_command(["add", "rename", "--no-apply"], rs, s, automake=automake) == 0
+    assert not plan.is_prepared(rs["kern"], rs, s) and not plan.is_prepared(rs["nlib"], rs, s)
+    capsys.readouterr()
