@@ -3,6 +3,8 @@ result is recorded in each artifact's manifest (real nginx as the remote)."""
 
 from __future__ import annotations
 
+import os
+
 import json
 from pathlib import Path
 
@@ -76,6 +78,21 @@ def test_passed_smoke_pushes_annotated_artifacts(tmp_path, nginx):
     remote = RemoteCache(nginx.url, "read", "")
     got = remote.get(KEYS["hermit"], tmp_path / "fresh" / "a.tar.gz")
     assert got is not None and read_manifest(got)["smoke"]["passed"] is True
+
+
+def test_annotation_keeps_large_files_whole(tmp_path):
+    """Files of several MB arrive from the decompressing thread in pieces that do not line up
+    with tarfile's blocks (a real binutils artifact failed so: "unexpected end of data")."""
+    stage = make_stage(tmp_path / "stage")
+    big = stage / "bin" / "big-tool"
+    big.write_bytes(os.urandom(5 * 1024 * 1024 + 12345))  # incompressible: many zstd blocks
+    art = pack_artifact(stage, KEYS["newlib"], {"format": 1}, tmp_path / "a.tar.zst")
+    out = cache.annotate_artifact(art, {"smoke": {"passed": True}}, tmp_path / "b.tar.zst")
+    manifest = cache.verify_artifact(out, KEYS["newlib"])
+    assert manifest["smoke"] == {"passed": True}
+    restored = tmp_path / "restored"
+    cache.restore_artifact(out, restored, KEYS["newlib"])
+    assert next(restored.rglob("big-tool")).read_bytes() == big.read_bytes()
 
 
 def test_annotation_cannot_change_identity_and_refuses_corrupt_input(tmp_path):

@@ -273,14 +273,22 @@ class _ChunkReader(io.RawIOBase):
         return True
 
     def read(self, n: int = -1) -> bytes:
-        while not self._rest:
-            nxt = next(self._chunks, None)
-            if nxt is None:
-                return b""
-            self._rest = nxt
-        n = len(self._rest) if n < 0 else n
-        out, self._rest = self._rest[:n], self._rest[n:]
-        return bytes(out)
+        """Up to ``n`` bytes (all with n < 0), fewer only at the end: tarfile's copy loop takes a
+        short read of a block for the end of the data ("unexpected end of data")."""
+        parts: list[bytes] = []
+        need = n if n is not None and n >= 0 else -1
+        while need != 0:
+            if not self._rest:
+                nxt = next(self._chunks, None)
+                if nxt is None:
+                    break
+                self._rest = nxt
+            take = self._rest if need < 0 else self._rest[:need]
+            parts.append(bytes(take))  # the reading thread may reuse its buffers
+            self._rest = self._rest[len(take):]
+            if need > 0:
+                need -= len(take)
+        return b"".join(parts)
 
 
 def _tarinfo(name: str, kind: bytes, mode: int, mtime: int) -> tarfile.TarInfo:
