@@ -84,9 +84,9 @@ from typing import Mapping
 from . import container, fetch
 from .cache import keys
 from .progress import history, live_step, remember, step_line
-from .errors import BuildError, CommandError, ContainerError
+from .errors import BuildError, CommandError, ConfigError, ContainerError
 from .recipe import Recipe, RecipeSet, Step
-from .fsutil import file_lock, is_inside, read_json, rmtree, write_json
+from .fsutil import ensure_writable_dir, file_lock, is_inside, read_json, rmtree, write_json
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -369,7 +369,7 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
     labels = container_labels(name, settings)
     container.remove_labelled(labels, settings)
     if settings.ccache:
-        settings.ccache_root.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(settings.ccache_root, "ccache_dir", ConfigError)
         (work_dir(name, settings) / "ccache-stats.log").unlink(missing_ok=True)
     for i, step in enumerate(recipe.steps):
         label = f"[{i + 1}/{n}] {name}:{step.name}"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hermitbuild import build, cache, steps
-from hermitbuild.errors import RecipeError
+from hermitbuild.errors import ConfigError, RecipeError
 from hermitbuild.fsutil import write_json
 from hermitbuild.recipe import load_recipes
 from hermitbuild.settings import Settings, load_settings
@@ -302,3 +302,13 @@ def test_ccache_hits_survive_another_workspace_path(world, capsys):
     line2 = next(x for x in out2.splitlines() if x.startswith("libgreet: ccache "))
     hits2, misses2 = (int(part.split()[0]) for part in line2[len("libgreet: ccache "):].split(", "))
     assert misses2 == 0 and hits2 >= misses1, (line1, line2)
+
+
+def test_an_unwritable_ccache_dir_is_a_clear_error(tmp_path):
+    rs = _recipes(tmp_path)
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    s = _settings(tmp_path).replace(ccache=True, ccache_dir=blocker / "ccache")
+    with pytest.raises(ConfigError) as err:
+        steps.run_steps(rs["first"], rs, s, key="k", defkey="d", src=tmp_path / "src")
+    assert err.value.fields["field"] == "ccache_dir" and str(blocker / "ccache") in err.value.why
