@@ -63,7 +63,8 @@ Contract:
   Otherwise (R came from the artifact cache, its directory was deleted or is from another
   key) every step runs there from the first, after the directory is emptied and R's step
   stamps removed: the same commands in the same absolute paths, so the same artifact
-  either way.  A reset after the shared steps never deletes the directory (the recipe's
+  either way; the shared steps done so are then stamped as R's (with R's key), so the next
+  build of this recipe continues after them.  A reset after the shared steps never deletes the directory (the recipe's
   first own step must clean what it builds there); a step stamp records the directory.
 - ccache (setting ``ccache``): ``/usr/lib/ccache`` first in ``PATH``, ``CCACHE_DIR`` =
   ``settings.ccache_root`` (mounted read-write), ``CCACHE_BASEDIR`` = the build directory
@@ -351,12 +352,17 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
             logger.info("%s: %s's build directory does not hold its finished steps (restored from the "
                         "cache, deleted, or from another key): building from the first step there",
                         recipe.name, owner)
+            # the shared steps run here are the owner's own (same commands, directory, tree and
+            # image): once done, they are stamped as the owner's, so the next build of this recipe
+            # continues after them instead of compiling them again
+            vouch = (shared_steps(recipe, recipes, settings, src), keys.recipe_key(owner, recipes, settings)[0],
+                     keys.definition_key(owner, recipes, settings))
         _run(recipe, recipes, settings, key=key, defkey=defkey, src=src,
-             build=build_dir(owner, settings), borrowed=shared)
+             build=build_dir(owner, settings), borrowed=shared, vouch=None if shared else vouch)
 
 
 def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, defkey: str, src: Path,
-         build: Path, borrowed: int) -> None:
+         build: Path, borrowed: int, vouch: tuple[int, str, str] | None = None) -> None:
     name = recipe.name
     sdir = steps_dir(name, settings)
     done = plan_steps(recipe, settings, key, defkey, build, borrowed)
@@ -432,6 +438,10 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
         write_json(sdir / f"{step.name}.json", {"key": key, "defkey": defkey, "step": step.name,
                                                  "index": i, "build": str(build),
                                                  "seconds": round(seconds, 3)})
+        if vouch is not None and i < vouch[0] and recipe.build_from:
+            write_json(steps_dir(recipe.build_from, settings) / f"{step.name}.json",
+                       {"key": vouch[1], "defkey": vouch[2], "step": step.name, "index": i,
+                        "build": str(build), "by": name, "seconds": round(seconds, 3)})
         remember(name, step.name, seconds, log, settings)
         step_line(f"{label} done in {seconds:.1f}s")
     (sdir / "running.json").unlink(missing_ok=True)

@@ -271,6 +271,19 @@ def test_second_recipe_continues_in_the_first_ones_directory_or_builds_all_the_s
     assert _files(second)["lib/greet-archive.a"]
     assert (s.prefix / "lib" / "greet-archive.a").is_file() and (s.prefix / "lib" / "libgreet.a").is_file()
 
+    # the shared steps done here count as libgreet's now: a changed greet-archive continues after them
+    (root / "recipes" / "greet-archive.yaml").write_text(
+        EXTRA.replace("rm -f greet-archive.a &&", "rm -f greet-archive.a && : changed &&"), encoding="utf-8")
+    rs2 = load_recipes(s.recipes_dir, s.patches_dir)
+    capsys.readouterr()
+    build.build_recipe("greet-archive", rs2, s)
+    out = capsys.readouterr().out
+    assert "[2/4] greet-archive:build done already in libgreet's build directory" in out, out
+    assert "[3/4] greet-archive:archive done in" in out
+    rfile = root / "recipes" / "greet-archive.yaml"
+    rfile.write_text(EXTRA, encoding="utf-8")
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+
     # libgreet rebuilt later: it starts from an empty directory, not from greet-archive's leftovers
     libkey, _ = build.recipe_key("libgreet", rs, s)
     local.remove(libkey)
