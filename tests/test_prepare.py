@@ -449,24 +449,26 @@ def tree_snapshot(root: Path) -> dict[str, tuple]:
 from hermitbuild.syscalls import host_automake  # noqa: E402
 
 
-def _syscall_world(root: Path, template: Path) -> Settings:
+def _syscall_world(root: Path, template: Path):
+    """Settings, recipes and automake for two recipes generating into the fixture trees, both prepared."""
     (root / "recipes").mkdir(parents=True)
     (root / "patches").mkdir()
     (root / "syscalls").mkdir()
     (root / "syscalls" / "table.yaml").write_text("syscalls: []\n")
     for name, side in (("kern", "kernel"), ("nlib", "newlib")):
         (root / "recipes" / f"{name}.yaml").write_text(recipe_yaml(name, extra=f"syscalls: {side}\n"))
-    return Settings(root=root, prefix=root / "prefix", build_dir=root / "build", cache_dir=root / "cache",
-                    overrides={"kern": template / "hermit", "nlib": template / "newlib"})
-
-
-def test_syscall_edit_in_place_keeps_the_trees_prepared_and_equals_a_fresh_prepare(
-        tmp_path: Path, prepared_template: Path, capsys) -> None:
-    s = _syscall_world(tmp_path / "a", prepared_template)
+    s = Settings(root=root, prefix=root / "prefix", build_dir=root / "build", cache_dir=root / "cache",
+                 overrides={"kern": template / "hermit", "nlib": template / "newlib"})
     rs = load_recipes(s.recipes_dir, s.patches_dir)
     automake = host_automake()
     for name in ("kern", "nlib"):
         plan.ensure_prepared(rs[name], rs, s, automake=automake)
+    return s, rs, automake
+
+
+def test_syscall_edit_in_place_keeps_the_trees_prepared_and_equals_a_fresh_prepare(
+        tmp_path: Path, prepared_template: Path, capsys) -> None:
+    s, rs, automake = _syscall_world(tmp_path / "a", prepared_template)
     kern_tree = prepare.tree_path(rs["kern"], s)
     untouched = kern_tree / "kernel" / "main.c"
     before_mtime = untouched.stat().st_mtime_ns
@@ -483,18 +485,14 @@ def test_syscall_edit_in_place_keeps_the_trees_prepared_and_equals_a_fresh_prepa
         plan.ensure_prepared(rs[name], rs, fresh, automake=automake)
         assert tree_snapshot(prepare.tree_path(rs[name], s)) == tree_snapshot(
             prepare.tree_path(rs[name], fresh)), name
-    # removing the call again: still prepared, still equal to the empty table's trees
+    # removing the call again: the trees stay prepared
     assert plan.run_syscall_command(["remove", "rename"], rs, s, automake=automake) == 0
     assert plan.is_prepared(rs["kern"], rs, s) and plan.is_prepared(rs["nlib"], rs, s)
 
 
 def test_a_syscall_edit_that_does_not_apply_or_fails_leaves_no_false_stamp(
         tmp_path: Path, prepared_template: Path, capsys) -> None:
-    s = _syscall_world(tmp_path / "b", prepared_template)
-    rs = load_recipes(s.recipes_dir, s.patches_dir)
-    automake = host_automake()
-    for name in ("kern", "nlib"):
-        plan.ensure_prepared(rs[name], rs, s, automake=automake)
+    s, rs, automake = _syscall_world(tmp_path / "b", prepared_template)
     stamp = (s.stamps_dir / "prepare" / "kern.json").read_bytes()
     # refused (an unknown call without a signature): nothing changed, the stamps are as they were
     assert plan.run_syscall_command(["add", "no_such_call"], rs, s, automake=automake) != 0
