@@ -38,13 +38,15 @@ def test_golden_files(trees: tuple[Path, Path]) -> None:
     written_k = generate_kernel(kernel, examples())
     written_n = generate_newlib(newlib, examples(), None)
     golden = sorted(p for p in GOLDEN.rglob("*") if p.is_file())
-    assert len(golden) == 7
+    assert len(golden) == 8  # syscall.h among them: the same as the pristine one
     for path in golden:
         rel = path.relative_to(GOLDEN)
         tree = kernel if rel.parts[0] == "hermit" else newlib
         actual = tree / Path(*rel.parts[1:])
         assert actual.read_text() == path.read_text(), f"{actual} differs from golden {path}"
     assert kernel / "kernel/syscalls_generated.c" in written_k
+    assert kernel / "include/hermit/syscalls_generated.h" in written_k
+    assert kernel / "include/hermit/syscall.h" not in written_k  # included by dozens of kernel files
     assert newlib / HERMIT_REL / "Makefile.in" in written_n
     assert not (newlib / HERMIT_REL / "autom4te.cache").exists()
 
@@ -106,7 +108,22 @@ def test_hand_edits_outside_regions_survive(trees: tuple[Path, Path]) -> None:
     generate_newlib(newlib, only_my, Recorder())
     assert "/* hand edit below */" in header.read_text() and "/* hand edit above */" in header.read_text()
     assert "# a hand-written rule\nfoo:\n\ttrue\n" in am.read_text()
-    assert "sys_rename" not in header.read_text()
+    assert "sys_rename" not in (kernel / "include/hermit/syscalls_generated.h").read_text()
+
+
+def test_region_of_older_trees_is_removed(trees: tuple[Path, Path]) -> None:
+    """Trees generated before the prototypes had their own header carry them in syscall.h."""
+    kernel, _ = trees
+    header = kernel / "include/hermit/syscall.h"
+    pristine = header.read_text()
+    header.write_text(pristine.replace("#define __NR_fork\t\t11\n", "#define __NR_fork\t\t11\n\n"
+                                       "/* BEGIN hermitbuild generated syscalls: edit syscalls/table.yaml, "
+                                       "not this region */\nint sys_my_syscall(int x);\n"
+                                       "/* END hermitbuild generated syscalls */\n"))
+    assert header.read_text() != pristine
+    generate_kernel(kernel, examples())
+    assert header.read_text() == pristine
+    assert "int sys_my_syscall(int x);" in (kernel / "include/hermit/syscalls_generated.h").read_text()
 
 
 def test_automake_failure_rolls_back_everything(trees: tuple[Path, Path]) -> None:
@@ -185,7 +202,7 @@ def test_numbers_go_to_both_headers_and_clash_with_tree(trees: tuple[Path, Path]
                         EXAMPLES)
     generate_kernel(kernel, table)
     generate_newlib(newlib, table, Recorder())
-    assert "#define __NR_my_syscall\t40" in (kernel / "include/hermit/syscall.h").read_text()
+    assert "#define __NR_my_syscall\t40" in (kernel / "include/hermit/syscalls_generated.h").read_text()
     assert "#define __NR_my_syscall\t40" in (newlib / HERMIT_REL / "syscall.h").read_text()
     header = kernel / "include/hermit/syscall.h"
     header.write_text(header.read_text().replace("#define __NR_fork\t\t11", "#define __NR_fork\t\t11\n"
@@ -196,18 +213,23 @@ def test_numbers_go_to_both_headers_and_clash_with_tree(trees: tuple[Path, Path]
 
 
 def test_broken_markers(trees: tuple[Path, Path]) -> None:
-    kernel, _ = trees
-    generate_kernel(kernel, examples())
-    header = kernel / "include/hermit/syscall.h"
+    kernel, newlib = trees
+    generate_newlib(newlib, examples(), Recorder())
+    header = newlib / HERMIT_REL / "syscall.h"
     lines = header.read_text().split("\n")
     end = next(i for i, ln in enumerate(lines) if ln.startswith("/* END hermitbuild"))
     del lines[end]
     header.write_text("\n".join(lines))
     with pytest.raises(SyscallError) as info:
-        generate_kernel(kernel, EMPTY)
+        generate_newlib(newlib, EMPTY, Recorder())
     assert info.value.file == str(header) and info.value.line is not None
     assert "markers" in info.value.why and f"{header}:{info.value.line}" in info.value.why
     assert str(info.value).startswith("syscall generation failed")  # a tree problem, not the table's
+    kheader = kernel / "include/hermit/syscall.h"  # a lone marker of an older tree's region
+    kheader.write_text(kheader.read_text() + "/* END hermitbuild generated syscalls */\n")
+    with pytest.raises(SyscallError) as info:
+        generate_kernel(kernel, examples())
+    assert info.value.file == str(kheader) and "markers" in info.value.why
 
 
 def test_not_a_tree(tmp_path: Path) -> None:

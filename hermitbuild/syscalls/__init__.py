@@ -5,8 +5,9 @@ Public API (other modules call exactly these):
 - ``load_table(path) -> Table``: read and validate ``syscalls/table.yaml``.
 - ``digest(table, side) -> str``: sha256 hex of what reaches ``"kernel"`` or
   ``"newlib"``; an empty table gives ``EMPTY_DIGEST``.
-- ``generate_kernel(tree, table) -> list[Path]``: ``kernel/syscalls_generated.c`` +
-  a marked region in ``include/hermit/syscall.h``.
+- ``generate_kernel(tree, table) -> list[Path]``: ``kernel/syscalls_generated.c`` and
+  ``include/hermit/syscalls_generated.h`` (prototypes, ``__NR_`` numbers; included only by
+  the generated .c, so a table change recompiles one kernel object).
 - ``generate_newlib(tree, table, automake) -> list[Path]``: wrappers
   ``libc/sys/hermit/<name>.c``, a marked region in ``libc/sys/hermit/syscall.h``,
   ``libc/include/<name>.h`` where needed, a marked ``lib_a_SOURCES +=`` region in

@@ -31,6 +31,9 @@ AM_BEGIN_PREFIX = f"## {BEGIN}"
 
 KERNEL_FILE = "kernel/syscalls_generated.c"
 KERNEL_HEADER = "include/hermit/syscall.h"
+#: the generated prototypes and ``__NR_`` numbers: included only by KERNEL_FILE, so that a table
+#: change recompiles one kernel object (include/hermit/syscall.h is included by dozens)
+KERNEL_GEN_HEADER = "include/hermit/syscalls_generated.h"
 NEWLIB_DIR = "libc/sys/hermit"
 NEWLIB_HEADER = "libc/sys/hermit/syscall.h"
 NEWLIB_MAKEFILE_AM = "libc/sys/hermit/Makefile.am"
@@ -122,7 +125,7 @@ def kernel_function(entry: Entry) -> str:
 
 def kernel_file(entries: tuple[Entry, ...]) -> str:
     """Content of kernel/syscalls_generated.c (globbed by libhermit's kernel/*.c)."""
-    includes = ["hermit/stddef.h", "hermit/errno.h", "hermit/syscall.h"]
+    includes = ["hermit/stddef.h", "hermit/errno.h", "hermit/syscall.h", "hermit/syscalls_generated.h"]
     for entry in entries:
         for inc in entry.includes:
             if inc not in includes:
@@ -146,14 +149,17 @@ def _struct_decls(entries: tuple[Entry, ...]) -> list[str]:
     return [f"struct {s};" for s in seen]
 
 
-def kernel_header_region(entries: tuple[Entry, ...]) -> str:
-    """Region for include/hermit/syscall.h (markers included, no trailing newline)."""
-    lines = [C_BEGIN]
+def kernel_header(entries: tuple[Entry, ...]) -> str:
+    """Content of include/hermit/syscalls_generated.h: struct declarations, prototypes (kernel
+    spellings) and ``__NR_`` numbers (installed with the kernel's headers)."""
+    guard = "__HERMIT_SYSCALLS_GENERATED_H__"
+    lines = [_file_comment("System calls added by the project: prototypes and numbers.").rstrip("\n"),
+             f"#ifndef {guard}", f"#define {guard}", "", "#ifdef __cplusplus", 'extern "C" {', "#endif", ""]
     lines.extend(_struct_decls(entries))
     lines.extend(kernel_proto(e) + ";" for e in entries)
     lines.extend(f"#define __NR_{e.name}\t{e.number}" for e in entries if e.number is not None)
-    lines.append(C_END)
-    return "\n".join(lines)
+    lines.extend(["", "#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */"])
+    return "\n".join(lines) + "\n"
 
 
 def newlib_header_region(entries: tuple[Entry, ...]) -> str:
