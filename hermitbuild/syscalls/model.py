@@ -33,8 +33,9 @@ from .cbody import balance_problem
 from .pinned import KERNEL_SYSCALLS, NEWLIB_SOURCES, NR_NUMBERS
 from ..yamlutil import LineDict, LineList, load_yaml, loads_yaml
 
-#: Bump when the emitted code changes, so digests (and prepared trees) change too.
-GENERATOR_VERSION = "1"
+#: Bump a side's version when the code emitted for it changes, so its digests (and prepared
+#: trees, and keys) change too.  kernel 2: prototypes and numbers in syscalls_generated.h.
+GENERATOR_VERSIONS = {"kernel": "2", "newlib": "1"}
 
 #: The digest of an empty table (pristine trees).
 EMPTY_DIGEST = hashlib.sha256(b"hermitbuild-syscalls:empty").hexdigest()
@@ -623,7 +624,7 @@ def digest(table: Table, side: str) -> str:
         raise ValueError(f"side must be 'kernel' or 'newlib', not {side!r}")
     if not table.entries:
         return EMPTY_DIGEST
-    data = {"generator": GENERATOR_VERSION, "side": side,
+    data = {"generator": GENERATOR_VERSIONS[side], "side": side,
             "entries": [e.kernel_data() if side == "kernel" else e.newlib_data() for e in table.entries]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
 
