@@ -13,6 +13,10 @@ Contract:
   :class:`hermitbuild.errors.CommandError` carrying argv, cwd, return code, log
   path and the last ``tail_lines`` lines of output.  On Ctrl-C and timeout the
   whole process group is killed first, so no orphan keeps writing.
+- ``feeding(argv, ...)`` is ``run`` for a command that reads a stream this process writes:
+  a context manager yielding the child's stdin (a binary pipe); when the block ends the pipe
+  is closed and the child waited for (``CommandError`` with its output's tail on a non-zero
+  exit); when the block raises, the child's process group is killed and the error propagates.
 - ``passthrough=True`` is for interactive programs (a debugger): the child gets this
   terminal and its Ctrl-C; nothing is captured or logged but the command line.
 - Nothing here reads settings or the environment on its own beyond inheriting
@@ -22,6 +26,7 @@ Contract:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import shlex
@@ -32,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import IO, Iterator, Mapping, Sequence
 
 from .errors import CommandError
 
@@ -227,3 +232,52 @@ def _run_passthrough(args: list[str], cwd: Path | str | None, env: Mapping[str, 
 def output(argv: Sequence[str | os.PathLike], **kwargs) -> str:
     """Run and return the captured output, stripped (raises on failure)."""
     return run(argv, capture=True, **kwargs).output.strip()
+
+
+_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), not exported by every Python
+
+
+@contextlib.contextmanager
+def feeding(argv: Sequence[str | os.PathLike], *, cwd: Path | str | None = None,
+            tail_lines: int = DEFAULT_TAIL, fix: str = "", pipe_size: int = 1024 * 1024) -> Iterator[IO[bytes]]:
+    """Run ``argv`` reading what the block writes into the yielded pipe; see the module docstring."""
+    import fcntl
+
+    args = [os.fspath(a) for a in argv]
+    logger.debug("$ %s", format_argv(args))
+    try:
+        proc = subprocess.Popen(args, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True, bufsize=0)
+    except OSError as exc:
+        raise CommandError(args, None, cwd=cwd, why=f"could not start: {exc.strerror or exc}",
+                           fix=fix or f"install {Path(args[0]).name} or put it on PATH") from None
+    assert proc.stdin is not None and proc.stdout is not None
+    with contextlib.suppress(OSError):  # fewer, larger writes; the default is 64 KiB
+        fcntl.fcntl(proc.stdin.fileno(), _F_SETPIPE_SZ, pipe_size)
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    out = proc.stdout
+
+    def _drain() -> None:
+        for raw in iter(out.readline, b""):
+            tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    reader = threading.Thread(target=_drain, name="hermitbuild-feeding", daemon=True)
+    reader.start()
+    try:
+        yield proc.stdin
+        proc.stdin.close()
+    except BrokenPipeError:  # the child stopped reading: it failed, and its output says why
+        returncode = proc.wait()
+        reader.join()
+        raise CommandError(args, returncode, cwd=cwd, tail="\n".join(tail), fix=fix,
+                           why=f"exit status {returncode} before it read all its input") from None
+    except BaseException:
+        _kill_group(proc)
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        reader.join(timeout=10)
+        raise
+    returncode = proc.wait()
+    reader.join()
+    if returncode != 0:
+        raise CommandError(args, returncode, cwd=cwd, tail="\n".join(tail), fix=fix)

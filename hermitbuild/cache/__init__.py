@@ -33,7 +33,8 @@ Artifacts
   does it merge the files into ``dest_root`` (per-file atomic rename, overwriting same
   paths; missing directories are moved in whole).  Given the file's recorded sha256, it
   checks that too in the same read (one pass over the bytes: hash, decompress, verify,
-  unpack).  A failure while merging rolls the
+  unpack).  The files are created by one GNU ``tar -x`` process fed only headers the restore
+  writes itself, for entries already checked (:mod:`.extract`).  A failure while merging rolls the
   already-moved files back.  So either ``dest_root`` is unchanged (and
   :class:`~hermitbuild.errors.ArtifactError` / :class:`~hermitbuild.errors.CacheError` is
   raised) or the whole artifact is in place.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import gzip
 import hashlib
 import io
@@ -26,11 +25,12 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Mapping
 
 from .. import __version__
-from ..errors import ArtifactError, CacheError
+from ..errors import ArtifactError, CacheError, CommandError
 from ..settings import format_size
 
 logger = logging.getLogger(__name__)
 from .keys import _KEY_RE, check_key
+from .extract import TarExtract
 from .tarstream import Member, TarStream, open_stream
 
 
@@ -409,7 +409,8 @@ def _walk_members(artifact: Path, expected_key: str | None, extract_to: Path | N
 
     ``raw_sha256``: the recorded sha256 of the whole file, checked in the same pass."""
     try:
-        with open_stream(artifact, raw_sha256) as stream:
+        with open_stream(artifact, raw_sha256) as stream, \
+                (TarExtract(extract_to) if extract_to is not None else contextlib.nullcontext()) as out:
             members = stream.members()
             manifest = _manifest_member(stream, artifact, members)
             files = _check_manifest(manifest, artifact, expected_key)
@@ -428,8 +429,7 @@ def _walk_members(artifact: Path, expected_key: str | None, extract_to: Path | N
                 if parent and parent not in seen:
                     raise _bad(artifact, f"member {rel!r} comes before its directory")
                 seen.add(rel)
-                target = None if extract_to is None else os.path.join(extract_to, rel)
-                _one_member(artifact, stream, member, item, rel, target)
+                _one_member(artifact, stream, member, item, rel, out)
             missing = [p for p in by_path if p not in seen]
             if missing:
                 raise _bad(artifact, f"{len(missing)} entries of the manifest are missing "
@@ -437,52 +437,41 @@ def _walk_members(artifact: Path, expected_key: str | None, extract_to: Path | N
             return manifest, files
     except ArtifactError:
         raise
+    except CommandError as exc:  # tar could not write the stage (disk full, permissions)
+        raise CacheError(f"cannot restore artifact {artifact}", exc.why,
+                         "free space or fix permissions of the install root") from None
     except _read_errors() as exc:
-        if isinstance(exc, OSError) and extract_to is not None and exc.errno in (
-                errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
-            raise CacheError(f"cannot restore artifact {artifact}", str(exc),
-                             "free space or fix permissions of the install root") from None
         raise _bad(artifact, f"cannot read it: {exc}") from None
 
 
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-
-
 def _one_member(artifact: Path, stream: TarStream, member: Member, item: dict, rel: str,
-                target: str | None) -> None:
-    """Check one member against its manifest entry (and write it to ``target``)."""
+                out: TarExtract | None) -> None:
+    """Check one member against its manifest entry (and hand it to ``out``: see
+    :mod:`.extract` for what reaches the disk, and when)."""
     kind = item["type"]
+    mtime = int(member.mtime)
     if kind == "dir":
         if member.kind != "dir":
             raise _bad(artifact, f"{rel!r} should be a directory")
-        if target is not None:
-            os.mkdir(target, 0o700)
-            os.chmod(target, (item["mode"] & 0o777) | 0o700)
+        if out is not None:
+            out.directory(rel, (item["mode"] & 0o777) | 0o700, mtime)
     elif kind == "symlink":
         if member.kind != "symlink" or member.linkname != item["target"]:
             raise _bad(artifact, f"{rel!r} should be a symlink to {item['target']!r}")
-        if target is not None:
-            os.symlink(item["target"], target)
-            with contextlib.suppress(OSError, NotImplementedError):
-                os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+        if out is not None:
+            out.symlink(rel, item["target"], mtime)
     else:
         if member.kind != "file" or member.size != item["size"]:
             raise _bad(artifact, f"{rel!r} should be a file of {item['size']} bytes")
         h = hashlib.sha256()
-        fd = os.open(target, _WRITE_FLAGS, 0o600) if target is not None else -1
-        try:
-            for chunk in stream.data():
-                h.update(chunk)
-                while fd >= 0 and chunk:
-                    chunk = chunk[os.write(fd, chunk):]
-            if h.hexdigest() != item["sha256"]:
-                raise _bad(artifact, f"content of {rel!r} does not match its sha256 in the manifest")
-            if fd >= 0:
-                os.fchmod(fd, item["mode"] & 0o777)
-                os.utime(fd, (member.mtime, member.mtime))
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        if out is not None:
+            out.file(rel, item["mode"] & 0o777, mtime, member.size)
+        for chunk in stream.data():
+            h.update(chunk)
+            if out is not None:
+                out.data(chunk)
+        if h.hexdigest() != item["sha256"]:
+            raise _bad(artifact, f"content of {rel!r} does not match its sha256 in the manifest")
 
 
 def verify_artifact(artifact: Path | str, expected_key: str | None = None) -> dict:
