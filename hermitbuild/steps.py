@@ -68,7 +68,10 @@ Contract:
   first own step must clean what it builds there); a step stamp records the directory.
 - ccache (setting ``ccache``): ``/usr/lib/ccache`` first in ``PATH``, ``CCACHE_DIR`` =
   ``settings.ccache_root`` (mounted read-write), ``CCACHE_BASEDIR`` = the build directory
-  root, ``CCACHE_NOHASHDIR``; each recipe's counters are logged to
+  root, ``CCACHE_NOHASHDIR``, ``CCACHE_COMPILERCHECK=string:<id>`` with the id of
+  :func:`hermitbuild.cache.keys.compiler_identity` (the image and the dependencies' keys: a
+  cross compiler rebuilt from the same inputs keeps its hits, whatever its files' mtimes);
+  each recipe's counters are logged to
   ``<work>/<name>/ccache-stats.log`` and summarised by :func:`ccache_summary`.
 """
 
@@ -165,7 +168,7 @@ def placeholders(recipe: Recipe, settings: Settings, src: Path, build: Path | No
 
 
 def step_environment(recipe: Recipe, step: Step, settings: Settings, ctx: Mapping[str, str],
-                     epoch: int) -> dict[str, str]:
+                     epoch: int, compiler_id: str = "") -> dict[str, str]:
     env = {"PATH": f"{settings.prefix}/bin:{settings.tools}/bin:{DEFAULT_PATH}",
            "SOURCE_DATE_EPOCH": str(epoch)}
     env.update(recipe.environment(ctx))
@@ -175,6 +178,8 @@ def step_environment(recipe: Recipe, step: Step, settings: Settings, ctx: Mappin
         env.update({"CCACHE_DIR": str(settings.ccache_root), "CCACHE_BASEDIR": str(settings.build_dir),
                     "CCACHE_NOHASHDIR": "1",
                     "CCACHE_STATSLOG": str(work_dir(recipe.name, settings) / "ccache-stats.log")})
+        if compiler_id:
+            env["CCACHE_COMPILERCHECK"] = f"string:{compiler_id}"
     return env
 
 
@@ -374,9 +379,11 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
     mounts = mounts_for(recipe, settings, src, build)
     labels = container_labels(name, settings)
     container.remove_labelled(labels, settings)
+    compiler_id = ""
     if settings.ccache:
         ensure_writable_dir(settings.ccache_root, "ccache_dir", ConfigError)
         (work_dir(name, settings) / "ccache-stats.log").unlink(missing_ok=True)
+        compiler_id = keys.compiler_identity(name, recipes, settings)
     for i, step in enumerate(recipe.steps):
         label = f"[{i + 1}/{n}] {name}:{step.name}"
         if i < borrowed:
@@ -399,7 +406,7 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
             build.mkdir(parents=True, exist_ok=True)
         stage_dir(name, settings).mkdir(parents=True, exist_ok=True)
         argv = step.argv(ctx)
-        env = step_environment(recipe, step, settings, ctx, epoch)
+        env = step_environment(recipe, step, settings, ctx, epoch, compiler_id)
         cwd = Path(ctx["build"] if step.cwd == "build" else ctx["src"])
         log = step_log(name, step.name, settings)
         log.parent.mkdir(parents=True, exist_ok=True)

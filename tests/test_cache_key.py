@@ -267,3 +267,37 @@ def test_a_new_syscall_rebuilds_newlib_and_hermit_but_not_the_compilers(tmp_path
     after = {n: build.recipe_key(n, rs, s)[0] for n in rs.order}
     changed = {n for n in rs.order if before[n] != after[n]}
     assert changed == {"hermit-bootstrap", "newlib", "hermit"}
+
+
+def test_compiler_identity_follows_the_compilers_not_the_syscall_table(tmp_path: Path) -> None:
+    """ccache's compiler check (keys.compiler_identity): newlib's is the same after a table
+    change and after a rebuild from the same inputs, and another when gcc stage 1's patches
+    change (a cc1-only change leaves the driver's bytes, and so ccache's own content check, alone)."""
+    import shutil
+    from hermitbuild.cache.keys import compiler_identity
+    from hermitbuild.recipe import load_recipes
+    root = Path(__file__).resolve().parent.parent
+    work = tmp_path / "root"
+    (work / "syscalls").mkdir(parents=True)
+    for name in ("recipes", "containers"):
+        (work / name).symlink_to(root / name)
+    shutil.copytree(root / "patches", work / "patches")
+    table = work / "syscalls" / "table.yaml"
+    table.write_text("syscalls: []\n")
+    s = settings_at(work)
+
+    def ids() -> dict[str, str]:
+        rs = load_recipes(s.recipes_dir, s.patches_dir, {"gcc_variant": "upstream"})
+        return {n: compiler_identity(n, rs, s) for n in ("newlib", "gcc-stage1", "hermit")}
+
+    before = ids()
+    assert before == ids()
+    table.write_text("syscalls:\n  - name: rename\n    returns: int\n"
+                     "    params: [const char *oldpath, const char *newpath]\n"
+                     "    kernel: {stub: 0}\n    newlib: reentrant\n    header: stdio.h\n")
+    assert ids() == before, "a syscall table change is not a new compiler"
+    series = sorted((work / "patches" / "gcc" / "12.2.0").glob("0005-*.patch"))[0]
+    series.write_text(series.read_text() + "\n")  # a changed patch: another cc1
+    after = ids()
+    assert after["newlib"] != before["newlib"] and after["hermit"] != before["hermit"]
+    assert after["gcc-stage1"] == before["gcc-stage1"], "its own compiler is the image's"

@@ -184,3 +184,17 @@ def definition_key(name: str, recipes: RecipeSet, settings: Settings) -> str:
     below newlib is still one make in newlib's build directory)."""
     return _key(recipes[name], recipes, settings, blank_owner=recipes[name].tree_owner,
                 empty_table=True)[0]
+
+
+def compiler_identity(name: str, recipes: RecipeSet, settings: Settings) -> str:
+    """What decides the compilers a recipe's build runs: its build image (the host compiler)
+    and its dependencies' keys (the cross compiler and the libraries it links, with every tree
+    as the empty syscall table leaves it), but not the recipe's own tree or definition.
+
+    ccache checks compilers by this string instead of their mtimes (``compiler_check``): a
+    cross compiler rebuilt from the same inputs (a wiped cache, another checkout) is the same
+    compiler, and its objects are hits; a changed one (a patch to cc1 that leaves the driver's
+    bytes alone, too) is another compiler."""
+    inputs = _key(recipes[name], recipes, settings, empty_table=True)[1]
+    return hashlib.sha256(canonical_json({"image": inputs["image"], "target": inputs["target"],
+                                          "deps": inputs["deps"]}).encode("ascii")).hexdigest()
