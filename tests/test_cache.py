@@ -573,3 +573,27 @@ def test_read_only_cache_directory_can_still_be_read(tmp_path: Path, artifact: P
     assert lc.get(KEY_A) is not None
     with pytest.raises(CacheError, match="cannot use the local cache"):
         lc.put(KEY_A, artifact)
+
+
+def test_restore_keeps_files_whose_content_is_unchanged(tmp_path: Path, stage: Path) -> None:
+    """A reinstall after an incremental build: unchanged files keep their mtimes (so makes
+    that depend on them, HermitCore's runtimes on newlib's headers, rebuild nothing), changed
+    ones and ones whose mode changed are replaced."""
+    dest = tmp_path / "prefix"
+    first = pack_artifact(stage, KEY_A, INPUTS, tmp_path / "a1.tar.zst")
+    restore_artifact(first, dest, KEY_A)
+    header = dest / "x86_64-hermit" / "include" / "sys" / "unistd.h"
+    lib = dest / "lib" / "libhermit.a"
+    private = dest / "lib" / "private.key"
+    for p in (header, lib, private):
+        os.utime(p, (1_000_000_000, 1_000_000_000))
+    (stage / "lib" / "libhermit.a").write_bytes(b"rebuilt")
+    os.chmod(stage / "lib" / "private.key", 0o640)
+    for p in stage.rglob("*"):  # `make install` again: every file newer
+        if not p.is_symlink():
+            os.utime(p, (1_700_000_000, 1_700_000_000))
+    second = pack_artifact(stage, KEY_B, INPUTS, tmp_path / "a2.tar.zst")
+    restore_artifact(second, dest, KEY_B)
+    assert int(header.stat().st_mtime) == 1_000_000_000, "an unchanged file was replaced"
+    assert lib.read_bytes() == b"rebuilt" and int(lib.stat().st_mtime) == 1_700_000_000
+    assert private.stat().st_mode & 0o777 == 0o640 and int(private.stat().st_mtime) == 1_700_000_000

@@ -31,7 +31,8 @@ Artifacts
   member against the manifest (type, size, sha256, nothing missing, nothing extra) while
   extracting into a private temp dir inside ``dest_root``; only when everything verified
   does it merge the files into ``dest_root`` (per-file atomic rename, overwriting same
-  paths; missing directories are moved in whole).  Given the file's recorded sha256, it
+  paths, but keeping a file that already has the same mode and content, mtime included;
+  missing directories are moved in whole).  Given the file's recorded sha256, it
   checks that too in the same read (one pass over the bytes: hash, decompress, verify,
   unpack).  The files are created by one GNU ``tar -x`` process fed only headers the restore
   writes itself, for entries already checked (:mod:`.extract`).  A failure while merging rolls the

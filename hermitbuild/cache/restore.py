@@ -12,13 +12,14 @@ import logging
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import CacheError
-from ..fsutil import is_inside
+from ..fsutil import is_inside, sha256_file
 
 from .artifact import _RESTORE_TMP_PREFIX, _walk_members
 from .keys import check_key
@@ -96,12 +97,26 @@ def _check_conflicts(files: Sequence[dict], dest_root: Path) -> None:
                              f"remove {dest} and re-run")
 
 
+def _unchanged(dest: str, item: dict) -> bool:
+    """``dest`` is a regular file with the entry's mode, size and sha256."""
+    try:
+        st = os.lstat(dest)
+        if (not stat.S_ISREG(st.st_mode) or st.st_size != item["size"]
+                or stat.S_IMODE(st.st_mode) != item["mode"] & 0o777):
+            return False
+        return sha256_file(dest)[0] == item["sha256"]
+    except OSError:
+        return False
+
+
 def _merge(files: Sequence[dict], stage: Path, backup: Path, dest_root: Path) -> None:
     """Move the verified entries into place; undo everything on any failure.
 
     A directory missing in ``dest_root`` is moved over whole (one rename for its subtree);
     files over existing paths are replaced one by one, the old ones kept as hard links in
-    ``backup`` until the end so they can be put back.
+    ``backup`` until the end so they can be put back.  A file already there with the same
+    mode and content is left as it is (a reinstall after an incremental build changes the
+    mtimes of only the files that changed, as `make install` with `install -C` would).
     """
     backup.mkdir()
     done: list[tuple[str, str, str | None]] = []
@@ -127,6 +142,8 @@ def _merge(files: Sequence[dict], stage: Path, backup: Path, dest_root: Path) ->
                         done.append(("movedir", dest, src))
                         moved.add(path)
                 continue
+            if item["type"] == "file" and _unchanged(dest, item):
+                continue  # same bytes and mode already there: its mtime stays, so no make rebuilds on it
             saved = None
             if os.path.lexists(dest):
                 saved = os.path.join(backup, str(i))
