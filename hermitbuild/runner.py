@@ -17,6 +17,7 @@ Contract:
   a context manager yielding the child's stdin (a binary pipe); when the block ends the pipe
   is closed and the child waited for (``CommandError`` with its output's tail on a non-zero
   exit); when the block raises, the child's process group is killed and the error propagates.
+  It logs the command at DEBUG (the restore runs one for every artifact).
 - ``passthrough=True`` is for interactive programs (a debugger): the child gets this
   terminal and its Ctrl-C; nothing is captured or logged but the command line.
 - Nothing here reads settings or the environment on its own beyond inheriting
