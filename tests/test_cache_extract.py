@@ -3,7 +3,9 @@ nothing of the artifact's own headers; runner.feeding's failure paths."""
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import os
 import tarfile
 import time
@@ -60,7 +62,6 @@ def test_pax_records_of_the_artifact_never_reach_tar(tmp_path: Path) -> None:
     data = b"payload\n"
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        import json
         blob = json.dumps(manifest_for(KEY_A, [{"path": "lib", "type": "dir", "mode": 0o755},
                                                 file_entry("lib/ok.txt", data)])).encode()
         ti = tarfile.TarInfo("manifest.json")
@@ -75,7 +76,7 @@ def test_pax_records_of_the_artifact_never_reach_tar(tmp_path: Path) -> None:
                           "GNU.sparse.minor": "0", "uid": "4242", "SCHILY.xattr.user.x": "y"}
         tar.addfile(ti, io.BytesIO(data))
     art = tmp_path / "a.tar"
-    art.write_bytes(__import__("gzip").compress(buf.getvalue()))
+    art.write_bytes(gzip.compress(buf.getvalue()))
     dest = tmp_path / "dest"
     restore_artifact(art, dest, KEY_A)
     assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == ["lib", "lib/ok.txt"]
