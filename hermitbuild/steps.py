@@ -68,7 +68,9 @@ Contract:
   first own step must clean what it builds there); a step stamp records the directory.
 - ccache (setting ``ccache``): ``/usr/lib/ccache`` first in ``PATH``, ``CCACHE_DIR`` =
   ``settings.ccache_root`` (mounted read-write), ``CCACHE_BASEDIR`` = the build directory
-  root, ``CCACHE_NOHASHDIR``, ``CCACHE_COMPILERCHECK=string:<id>`` with the id of
+  root, ``CCACHE_NOHASHDIR``, ``STAGE_CC_WRAPPER=ccache`` (GCC's top-level Makefile puts it
+  before its target compilers, the ``xgcc``/``xg++`` of the build tree that compile libgcc and
+  libstdc++: no link in ``/usr/lib/ccache`` names them), ``CCACHE_COMPILERCHECK=string:<id>`` with the id of
   :func:`hermitbuild.cache.keys.compiler_identity` (the image and the dependencies' keys: a
   cross compiler rebuilt from the same inputs keeps its hits, whatever its files' mtimes);
   each recipe's counters are logged to
@@ -176,7 +178,7 @@ def step_environment(recipe: Recipe, step: Step, settings: Settings, ctx: Mappin
     if settings.ccache:
         env["PATH"] = f"{CCACHE_PATH}:{env['PATH']}"
         env.update({"CCACHE_DIR": str(settings.ccache_root), "CCACHE_BASEDIR": str(settings.build_dir),
-                    "CCACHE_NOHASHDIR": "1",
+                    "CCACHE_NOHASHDIR": "1", "STAGE_CC_WRAPPER": "ccache",
                     "CCACHE_STATSLOG": str(work_dir(recipe.name, settings) / "ccache-stats.log")})
         if compiler_id:
             env["CCACHE_COMPILERCHECK"] = f"string:{compiler_id}"

@@ -182,11 +182,13 @@ def test_ccache_environment_and_mounts(tmp_path):
     assert env["CCACHE_DIR"] == str(tmp_path / "cache" / "ccache")
     assert env["CCACHE_BASEDIR"] == str(s.build_dir) and env["CCACHE_NOHASHDIR"] == "1"
     assert "CCACHE_COMPILERCHECK" not in env
+    assert env["STAGE_CC_WRAPPER"] == "ccache"  # GCC's target libraries: xgcc through ccache
     env = build.step_environment(rec, rec.steps[1], s, ctx, 0, "c0ffee")
     assert env["CCACHE_COMPILERCHECK"] == "string:c0ffee"
     assert (s.ccache_root, True) in build.mounts_for(rec, s, tmp_path / "src")
     off = _settings(tmp_path)
-    assert "CCACHE_DIR" not in build.step_environment(rec, rec.steps[1], off, ctx, 0)
+    env = build.step_environment(rec, rec.steps[1], off, ctx, 0)
+    assert "CCACHE_DIR" not in env and "STAGE_CC_WRAPPER" not in env
     assert all(p != off.ccache_root for p, _ in build.mounts_for(rec, off, tmp_path / "src"))
 
 
