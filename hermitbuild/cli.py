@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import (build, cache, container, debug, doctor, fetch, gate, image, plan, prepare, progress, qemu, sbom,
-               syscalls, toolchain_image)
+from . import (build, cache, container, debug, doctor, fetch, gate, image, plan, progress, qemu, sbom,
+               syscalls, toolchain_image, treedigest)
 from .errors import ConfigError, HermitBuildError
 from .recipe import RecipeSet, load_recipes
 from .settings import Settings, load_settings
@@ -92,7 +92,7 @@ def context() -> tuple[Settings, RecipeSet]:
     if _CONTEXT is None:
         setup_logging(verbose=os.environ.get("HERMITBUILD_VERBOSE", "") not in ("", "0"))
         _CONTEXT = load_context(load_settings())
-        prepare.hash_overrides_once_per_run()  # this process is one doit run
+        treedigest.hash_overrides_once_per_run()  # this process is one doit run
         progress.start_run()
     return _CONTEXT
 
@@ -189,7 +189,7 @@ def do_smoke(settings: Settings) -> None:
 def action(fn: Callable[..., Any], settings: Settings, *args: Any):
     """A doit python-action: run ``fn(settings, *args)``; failures become clean TaskFailed messages.
     Actions may write: first what the uptodate checks left pending (override digest caches)."""
-    prepare.write_pending_digest_caches()
+    treedigest.write_pending_digest_caches()
     try:
         fn(settings, *args)
     except HermitBuildError as err:
@@ -345,7 +345,7 @@ def _safe(check: Callable[[], bool]) -> bool:
     """An uptodate check that cannot decide (bad input) says 'not up to date' so the action reports
     it.  Checks change nothing: the override digest caches are only read here."""
     try:
-        with prepare.digest_caches_read_only():
+        with treedigest.digest_caches_read_only():
             return bool(check())
     except HermitBuildError as err:
         logger.debug("uptodate check failed: %s", err)

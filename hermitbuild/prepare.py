@@ -11,10 +11,10 @@ Contract:
   source override, a content hash of the override directory (paths, file
   bytes, executable bits, symlink targets; ``.git`` skipped), plus every
   patch's file name, strip level and bytes, plus the syscall digest.  It is
-  cheap: file reads only, no network, no git; override hashing reuses per-file
-  digests cached by (size, mtime, ctime, inode) in ``stamps_dir/prepare``, and
-  after :func:`hash_overrides_once_per_run` (the doit entry point calls it) each
-  override is hashed once per process.
+  cheap: file reads only, no network, no git; an override's digest is
+  :func:`hermitbuild.treedigest.override_digest` (one ``find`` listing when the tree
+  did not change, per-file digests cached in ``stamps_dir/prepare`` otherwise; once
+  per doit run).
 - :func:`prepare_tree` builds the tree in a temp dir beside the target
   (``src_dir/.<owner>.new-*``): sources fetched by :mod:`hermitbuild.fetch`
   and checked out / unpacked into it (or the override directory
@@ -48,7 +48,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import contextlib
 import hashlib
 import json
 import logging
@@ -58,7 +57,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from . import fetch
 from .errors import ConfigError, HermitBuildError, RecipeError
@@ -66,12 +65,12 @@ from .fsutil import file_lock, read_json, rmtree, write_atomic
 from .patch import apply_series
 from .recipe import Recipe
 from .settings import Settings
+from .treedigest import SKIP_NAMES, override_digest
+from .treedigest import walk as _walk
 
 logger = logging.getLogger(__name__)
 
 IDENTITY_FORMAT = 1
-SKIP_NAMES = frozenset({".git"})
-_RACY_NS = 2_000_000_000  # files modified this recently are never taken from the digest cache
 
 
 # ---------------------------------------------------------------------- owners and paths
@@ -110,124 +109,6 @@ def _override_dir(owner: Recipe, settings: Settings) -> Path | None:
 
 # ---------------------------------------------------------------------- identity
 
-def _file_digest(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _walk(root: Path) -> Iterator[tuple[str, os.DirEntry]]:
-    """(relative path, entry) for everything under ``root`` except ``.git``, sorted, depth first."""
-    stack = [("", root)]
-    while stack:
-        prefix, directory = stack.pop()
-        with os.scandir(directory) as it:
-            entries = sorted((e for e in it if e.name not in SKIP_NAMES), key=lambda e: e.name)
-        subdirs = []
-        for entry in entries:
-            rel = f"{prefix}{entry.name}"
-            yield rel, entry
-            if entry.is_dir(follow_symlinks=False):
-                subdirs.append((rel + "/", Path(entry.path)))
-        stack.extend(reversed(subdirs))
-
-
-def dir_digest(root: Path, cache_file: Path | None = None) -> str:
-    """Content hash of a directory tree (paths, bytes, exec bits, symlink targets; no ``.git``).
-
-    With ``cache_file``, per-file digests are reused while (size, mtime, ctime,
-    inode) are unchanged and the file is not racily new.
-    """
-    cache: dict[str, list] = {}
-    if cache_file is not None:
-        try:
-            data = json.loads(cache_file.read_text())
-            if data.get("root") == str(root):
-                cache = data.get("files", {})
-        except (OSError, ValueError, AttributeError):
-            cache = {}
-    fresh: dict[str, list] = {}
-    now = time.time_ns()
-    h = hashlib.sha256()
-    for rel, entry in _walk(root):
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISLNK(st.st_mode):
-            h.update(f"l\0{rel}\0{os.readlink(entry.path)}\n".encode("utf-8", "surrogateescape"))
-        elif stat.S_ISDIR(st.st_mode):
-            h.update(f"d\0{rel}\n".encode("utf-8", "surrogateescape"))
-        elif stat.S_ISREG(st.st_mode):
-            key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-            hit = cache.get(rel)
-            if hit is not None and hit[:4] == key:
-                digest = hit[4]
-            else:
-                digest = _file_digest(Path(entry.path))
-            if now - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
-                fresh[rel] = key + [digest]
-            mode = "x" if st.st_mode & 0o111 else "-"
-            h.update(f"f\0{rel}\0{mode}\0{digest}\n".encode("utf-8", "surrogateescape"))
-        # sockets, fifos, devices: not part of a source tree, ignored
-    if cache_file is not None and fresh != cache:
-        if _READ_ONLY:
-            _PENDING[cache_file] = {"root": str(root), "files": fresh}
-        else:
-            _write_digest_cache(cache_file, {"root": str(root), "files": fresh})
-    return h.hexdigest()
-
-
-_READ_ONLY = False  # inside uptodate checks: the digest caches are read, never written
-_PENDING: dict[Path, dict] = {}  # what those checks would have written
-
-
-def _write_digest_cache(cache_file: Path, data: dict) -> None:
-    try:
-        write_atomic(cache_file, json.dumps(data))
-    except OSError as exc:  # a cache only
-        logger.debug("cannot write %s: %s", cache_file, exc)
-
-
-@contextlib.contextmanager
-def digest_caches_read_only() -> Iterator[None]:
-    """Within the block, :func:`dir_digest` writes no file (doit's uptodate checks must not
-    change anything); what it would write waits for :func:`write_pending_digest_caches`."""
-    global _READ_ONLY
-    before, _READ_ONLY = _READ_ONLY, True
-    try:
-        yield
-    finally:
-        _READ_ONLY = before
-
-
-def write_pending_digest_caches() -> None:
-    """Write what read-only digest computations left pending (an action calls this)."""
-    while _PENDING:
-        cache_file, data = _PENDING.popitem()
-        _write_digest_cache(cache_file, data)
-
-
-_RUN_DIGESTS: dict[str, str] | None = None  # override path -> digest, once per doit run
-
-
-def hash_overrides_once_per_run() -> None:
-    """From now on, hash each override directory once in this process (a doit run).
-
-    doit checks every task's key before running it, and each key walks the override
-    trees of its dependencies (a GCC tree is 100,000 files): reading each once makes an
-    up-to-date `doit toolchain` with overrides take seconds instead of half a minute.
-    An override edited while doit runs is seen by the next run."""
-    global _RUN_DIGESTS
-    if _RUN_DIGESTS is None:
-        _RUN_DIGESTS = {}
-
-
-def _override_digest(override: Path, cache: Path) -> str:
-    if _RUN_DIGESTS is None:
-        return dir_digest(override, cache)
-    key = str(override)
-    if key not in _RUN_DIGESTS:
-        _RUN_DIGESTS[key] = dir_digest(override, cache)
-    return _RUN_DIGESTS[key]
-
-
 def _identity_inputs(owner: Recipe, settings: Settings,
                      syscall_digest: str) -> dict[str, Any]:
     inputs: dict[str, Any] = {"format": IDENTITY_FORMAT, "tree": owner.name,
@@ -235,7 +116,7 @@ def _identity_inputs(owner: Recipe, settings: Settings,
     override = _override_dir(owner, settings)
     if override is not None:
         cache = settings.stamps_dir / "prepare" / f"{owner.name}.override-cache.json"
-        inputs["override"] = {"path": str(override), "digest": _override_digest(override, cache)}
+        inputs["override"] = {"path": str(override), "digest": override_digest(override, cache)}
     else:
         inputs["sources"] = [{"kind": s.kind, "pin": s.pin, "dest": s.dest,
                               "strip_components": s.strip_components, "submodules": s.submodules}

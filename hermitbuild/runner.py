@@ -18,6 +18,8 @@ Contract:
   is closed and the child waited for (``CommandError`` with its output's tail on a non-zero
   exit); when the block raises, the child's process group is killed and the error propagates.
   It logs the command at DEBUG (the restore runs one for every artifact).
+- ``output_bytes(argv)`` returns a command's stdout as bytes (stderr kept for the error's
+  tail); it logs at DEBUG.
 - ``passthrough=True`` is for interactive programs (a debugger): the child gets this
   terminal and its Ctrl-C; nothing is captured or logged but the command line.
 - Nothing here reads settings or the environment on its own beyond inheriting
@@ -233,6 +235,24 @@ def _run_passthrough(args: list[str], cwd: Path | str | None, env: Mapping[str, 
 def output(argv: Sequence[str | os.PathLike], **kwargs) -> str:
     """Run and return the captured output, stripped (raises on failure)."""
     return run(argv, capture=True, **kwargs).output.strip()
+
+
+def output_bytes(argv: Sequence[str | os.PathLike], *, cwd: Path | str | None = None, fix: str = "",
+                 tail_lines: int = DEFAULT_TAIL) -> bytes:
+    """Run and return stdout as bytes, unchanged (a listing of file names that may not be
+    UTF-8); stderr is kept for the error.  Logs the command at DEBUG (a no-op build runs it)."""
+    args = [os.fspath(a) for a in argv]
+    logger.debug("$ %s", format_argv(args))
+    try:
+        proc = subprocess.run(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, start_new_session=True, check=False)
+    except OSError as exc:
+        raise CommandError(args, None, cwd=cwd, why=f"could not start: {exc.strerror or exc}",
+                           fix=fix or f"install {Path(args[0]).name} or put it on PATH") from None
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.decode("utf-8", "replace").splitlines()[-tail_lines:])
+        raise CommandError(args, proc.returncode, cwd=cwd, tail=tail, fix=fix)
+    return proc.stdout
 
 
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), not exported by every Python

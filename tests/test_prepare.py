@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hermitbuild import plan, prepare
+from hermitbuild import plan, prepare, treedigest
 from hermitbuild.errors import ConfigError, HermitBuildError, PatchError, RecipeError
 from hermitbuild.recipe import Recipe, load_recipe, load_recipes
 from hermitbuild.settings import Settings
@@ -117,7 +117,7 @@ def test_override_digest_cache_sees_same_size_same_mtime_edit(env: Env, monkeypa
     env.add_recipe("newlib", override_files={"a.c": "aaaa\n"})
     s, rec = env.settings(), env.recipe("newlib")
     f = env.overrides["newlib"] / "a.c"
-    monkeypatch.setattr(prepare, "_RACY_NS", 0)  # cache even just-written files
+    monkeypatch.setattr(treedigest, "_RACY_NS", 0)  # cache even just-written files
     first = prepare.tree_identity(rec, s)
     cache = json.loads((s.stamps_dir / "prepare" / "newlib.override-cache.json").read_text())
     assert "a.c" in cache["files"]
@@ -135,14 +135,14 @@ def test_a_doit_run_hashes_each_override_once(env: Env, monkeypatch) -> None:
     env.add_recipe("newlib", override_files={"a.c": "aaaa\n"})
     s, rec = env.settings(), env.recipe("newlib")
     calls: list[Path] = []
-    real = prepare.dir_digest
-    monkeypatch.setattr(prepare, "dir_digest", lambda root, cache=None: calls.append(root) or real(root, cache))
-    monkeypatch.setattr(prepare, "_RUN_DIGESTS", None)
+    real = treedigest.dir_digest
+    monkeypatch.setattr(treedigest, "dir_digest", lambda root, cache=None: calls.append(root) or real(root, cache))
+    monkeypatch.setattr(treedigest, "_RUN_DIGESTS", None)
     first = prepare.tree_identity(rec, s)
     (env.overrides["newlib"] / "a.c").write_text("bbbbbb\n")
     second = prepare.tree_identity(rec, s)
     assert second != first and len(calls) == 2
-    prepare.hash_overrides_once_per_run()
+    treedigest.hash_overrides_once_per_run()
     third = [prepare.tree_identity(rec, s) for _ in range(5)]
     assert third == [second] * 5 and len(calls) == 3
     (env.overrides["newlib"] / "a.c").write_text("cc\n")
@@ -424,7 +424,7 @@ def test_uptodate_checks_write_no_digest_cache_and_the_next_action_does(env: Env
     there; what they would write is written by the next action (so it is hashed once)."""
     from hermitbuild import cli
 
-    monkeypatch.setattr(prepare, "_RACY_NS", 0)  # cache even just-written files
+    monkeypatch.setattr(treedigest, "_RACY_NS", 0)  # cache even just-written files
     env.add_recipe("a", override_files={"x.c": "int x;\n"})
     s, rec = env.settings(), env.recipe("a")
     stamps = s.stamps_dir / "prepare"
@@ -432,9 +432,9 @@ def test_uptodate_checks_write_no_digest_cache_and_the_next_action_does(env: Env
     assert cli._safe(lambda: bool(prepare.tree_identity(rec, s)))
     after = sorted(p.name for p in stamps.rglob("*")) if stamps.exists() else []
     assert after == before, "an uptodate check wrote a file"
-    assert prepare._PENDING
+    assert treedigest._PENDING
     assert cli.action(lambda settings: None, s) is None
-    assert not prepare._PENDING and any(stamps.rglob("*")), "the action did not write the cache"
+    assert not treedigest._PENDING and any(stamps.rglob("*")), "the action did not write the cache"
 
 
 # ---------------------------------------------------------------------- syscall edits in place

@@ -73,3 +73,14 @@ def test_errors_pickle_roundtrip():
     err = CommandError(["make", "all"], 2, cwd="/tmp", log_path="/tmp/x.log", tail="boom")
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == str(err) and again.returncode == 2
+
+
+def test_output_bytes_returns_stdout_unchanged_and_keeps_stderr_for_the_error():
+    raw = runner.output_bytes([sys.executable, "-c",
+                               "import sys; sys.stdout.buffer.write(b'caf\\xe9\\0x\\n'); print('noise', file=sys.stderr)"])
+    assert raw == b"caf\xe9\0x\n"
+    with pytest.raises(CommandError) as info:
+        runner.output_bytes([sys.executable, "-c", "import sys; print('why it failed', file=sys.stderr); sys.exit(3)"])
+    assert info.value.returncode == 3 and "why it failed" in info.value.tail
+    with pytest.raises(CommandError):
+        runner.output_bytes(["/nonexistent/program"])
