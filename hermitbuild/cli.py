@@ -120,9 +120,10 @@ def do_container_image(settings: Settings, image_name: str) -> None:
 
 
 def do_download(settings: Settings, name: str) -> None:
-    if name in settings.overrides:  # a local source override needs no download
+    recipe = _recipes(settings)[name]
+    if recipe.override_name(settings.overrides):  # a local source override needs no download
         return
-    fetch.fetch_recipe(_recipes(settings)[name], settings)
+    fetch.fetch_recipe(recipe, settings)
 
 
 def do_prepare(settings: Settings, name: str) -> None:
@@ -362,7 +363,7 @@ def uptodate_image(settings: Settings, image_name: str) -> bool:
 
 def uptodate_download(settings: Settings, name: str) -> bool:
     recipe = _recipes(settings)[name]
-    if name in settings.overrides:
+    if recipe.override_name(settings.overrides):
         return True
     return _safe(lambda: all(fetch.is_fetched(s, settings) for s in recipe.sources))
 

@@ -246,12 +246,20 @@ def build_image(image: str, settings: Settings) -> str:
         return tag
 
 
+_PRESENT: set[tuple[str, str]] = set()  # (runtime, tag) seen to exist by this process
+
+
 def ensure_image(image: str, settings: Settings) -> str:
-    """The tag of an existing image, built first when missing."""
+    """The tag of an existing image, built first when missing.  An image this process saw
+    exist is not asked about again (every build step starts a container of it)."""
     tag = image_tag(image, settings)
-    if _exists(tag, settings):
+    seen = (detect_runtime(settings), tag)
+    if seen in _PRESENT:
         return tag
-    return build_image(image, settings)
+    if not _exists(tag, settings):
+        build_image(image, settings)
+    _PRESENT.add(seen)
+    return tag
 
 
 # --------------------------------------------------------------------------- base image

@@ -34,6 +34,9 @@ The schema (every key; unknown keys are errors)::
     drop_files: [{target}/include/pthread.h]  # paths (under the install root; * and ? match)
                                 # left out of this recipe's artifact: another recipe owns them
     tree_from: gcc-stage1       # reuse that recipe's prepared tree (no sources/patches)
+    override_from: hermit-bootstrap  # its own tree from the same sources as that recipe: the
+                                # setting `overrides` for that recipe applies here too (unless
+                                # this one has its own entry)
     build_from: gcc-stage1      # continue in that recipe's build directory when it is there:
                                 # the leading steps both have (same commands) are not redone
                                 # (needs tree_from: the same recipe; see hermitbuild.steps)
@@ -92,7 +95,7 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _PATCH_RE = re.compile(r"^(\d{4})-[A-Za-z0-9._+-]+\.patch$")
 
 RECIPE_KEYS = {"name", "version", "description", "license", "license_note", "image", "depends", "install_root",
-               "build_in_source", "incremental", "syscalls", "ignores_syscalls", "tree_from", "build_from",
+               "build_in_source", "incremental", "syscalls", "ignores_syscalls", "tree_from", "override_from", "build_from",
                "patch_dir",
                "patch_strip", "source_date_epoch", "env", "sources", "steps", "variants",
                "variant_setting", "drop_files", "replaces"}
@@ -182,6 +185,7 @@ class Recipe:
     syscalls: str = "none"
     ignores_syscalls: bool = False
     tree_from: str | None = None
+    override_from: str | None = None  # whose source override (setting `overrides`) this tree takes
     build_from: str | None = None  # continue in this recipe's build directory (see hermitbuild.steps)
     patch_dir: str = ""
     source_date_epoch: int | None = None
@@ -199,6 +203,14 @@ class Recipe:
     def tree_owner(self) -> str:
         """The recipe whose prepared tree this recipe builds from."""
         return self.tree_from or self.name
+
+    def override_name(self, overrides: Mapping[str, object]) -> str | None:
+        """The key of ``overrides`` (the setting) that stands for this tree owner's source:
+        its own name, else its ``override_from`` recipe's; None when neither is there."""
+        for name in (self.name, self.override_from):
+            if name is not None and name in overrides:
+                return name
+        return None
 
     def environment(self, ctx: Mapping[str, str]) -> dict[str, str]:
         return {k: expand(v, ctx) for k, v in self.env}
@@ -571,7 +583,13 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
             if key in merged:
                 raise c.error(f"'{key}' cannot be combined with 'tree_from' (the tree comes from "
                               f"recipe '{tree_from}')", f"remove `{key}:`", node_for(key), key, field=key)
-    elif not sources:
+    override_from = merged.get("override_from")
+    if override_from is not None and (not isinstance(override_from, str) or tree_from is not None
+                                      or override_from == name):
+        raise c.error("'override_from' must name another recipe with the same sources (and cannot be "
+                      "combined with 'tree_from')", "write `override_from: hermit-bootstrap`, or remove it",
+                      data, "override_from", field="override_from")
+    if tree_from is None and not sources:
         raise c.error("a recipe needs 'sources' (or 'tree_from' to reuse another recipe's tree)",
                       "add `sources:` with a pinned git commit or tarball sha256", data, field="sources")
     build_from = merged.get("build_from")
@@ -616,7 +634,8 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
         image=image, depends=tuple(depends), install_root=install_root,
         build_in_source=_bool(c, merged, "build_in_source", "", False),
         incremental=_bool(c, merged, "incremental", "", False),
-        syscalls=syscalls, ignores_syscalls=ignores_syscalls, tree_from=tree_from, build_from=build_from,
+        syscalls=syscalls, ignores_syscalls=ignores_syscalls, tree_from=tree_from,
+        override_from=override_from, build_from=build_from,
         patch_dir=patch_dir,
         source_date_epoch=_int(c, merged, "source_date_epoch", "", None),
         env=_env(c, merged, ""), sources=sources, patches=patches, steps=steps, variant=variant,
@@ -668,6 +687,14 @@ def load_recipes(recipes_dir: Path, patches_root: Path,
                 raise RecipeError(f"tree_from '{rec.tree_from}' itself borrows its tree",
                                   f"point tree_from at '{owner.tree_from}'", file=rec.file,
                                   line=_graph_line(rec, "tree_from"), field="tree_from")
+        if rec.override_from is not None:
+            other = recipes.get(rec.override_from)
+            if other is None or other.tree_from is not None or other.sources != rec.sources:
+                raise RecipeError(f"override_from '{rec.override_from}' is not a recipe with the same sources",
+                                  "override_from shares a source override between recipes that build the "
+                                  "same pinned sources; copy that recipe's `sources:` or remove "
+                                  "`override_from:`", file=rec.file,
+                                  line=_graph_line(rec, "override_from"), field="override_from")
         graph[rec.name] = set(rec.depends) | ({rec.tree_from} if rec.tree_from else set())
     try:
         # stable order: among ready recipes the alphabetical one first, for readable logs

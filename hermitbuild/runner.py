@@ -18,6 +18,8 @@ Contract:
   is closed and the child waited for (``CommandError`` with its output's tail on a non-zero
   exit); when the block raises, the child's process group is killed and the error propagates.
   It logs the command at DEBUG (the restore runs one for every artifact).
+- ``pipeline(first, second)`` runs ``first | second`` (copying a tree through two ``tar``
+  processes); a failure names the command that failed, with its stderr's tail.
 - ``output_bytes(argv)`` returns a command's stdout as bytes (stderr kept for the error's
   tail); it logs at DEBUG.
 - ``passthrough=True`` is for interactive programs (a debugger): the child gets this
@@ -253,6 +255,47 @@ def output_bytes(argv: Sequence[str | os.PathLike], *, cwd: Path | str | None = 
         tail = "\n".join(proc.stderr.decode("utf-8", "replace").splitlines()[-tail_lines:])
         raise CommandError(args, proc.returncode, cwd=cwd, tail=tail, fix=fix)
     return proc.stdout
+
+
+def pipeline(first: Sequence[str | os.PathLike], second: Sequence[str | os.PathLike], *,
+             fix: str = "", tail_lines: int = DEFAULT_TAIL) -> None:
+    """Run ``first | second`` (``second``'s stdout discarded); logged at INFO.  A failure of
+    either is a ``CommandError`` for that command with its stderr's tail (the first one's
+    failure wins, as the second then only saw a short stream, unless the first died of the
+    broken pipe the second's failure left); Ctrl-C kills both."""
+    import tempfile
+
+    a, b = [os.fspath(x) for x in first], [os.fspath(x) for x in second]
+    logger.info("$ %s | %s", format_argv(a), format_argv(b))
+    with tempfile.TemporaryFile() as err_a, tempfile.TemporaryFile() as err_b:
+        procs: list[subprocess.Popen] = []
+        try:
+            try:
+                procs.append(subprocess.Popen(a, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                              stderr=err_a, start_new_session=True))
+                assert procs[0].stdout is not None
+                procs.append(subprocess.Popen(b, stdin=procs[0].stdout, stdout=subprocess.DEVNULL,
+                                              stderr=err_b, start_new_session=True))
+            except OSError as exc:
+                argv = b if procs else a
+                raise CommandError(argv, None, why=f"could not start: {exc.strerror or exc}",
+                                   fix=fix or f"install {Path(argv[0]).name} or put it on PATH") from None
+            finally:
+                if procs and procs[0].stdout is not None:
+                    procs[0].stdout.close()  # the second holds it now: the first sees it close
+            codes = [p.wait() for p in procs]
+        except BaseException:
+            for p in procs:
+                _kill_group(p)
+            raise
+        results = [(a, codes[0], err_a), (b, codes[1], err_b)]
+        if codes[0] == -signal.SIGPIPE and codes[1] != 0:
+            results.reverse()  # the second stopped reading first: its failure is the cause
+        for argv, code, err in results:
+            if code != 0:
+                err.seek(0)
+                lines = err.read().decode("utf-8", "replace").splitlines()[-tail_lines:]
+                raise CommandError(argv, code, tail="\n".join(lines), fix=fix)
 
 
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), not exported by every Python

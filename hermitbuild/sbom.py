@@ -54,8 +54,9 @@ def _download(recipe: Recipe, recipes: RecipeSet, settings: Settings, tree: str)
     from spdx_tools.spdx.model import Checksum, ChecksumAlgorithm, SpdxNoAssertion
 
     owner = recipes[recipe.tree_owner]
-    if owner.name in settings.overrides:
-        return (SpdxNoAssertion(), [], f"built from a local source override ({settings.overrides[owner.name]}); "
+    override = owner.override_name(settings.overrides)
+    if override is not None:
+        return (SpdxNoAssertion(), [], f"built from a local source override ({settings.overrides[override]}); "
                 f"tree content hash {tree or 'unknown'}")
     described = []
     for src in owner.sources:

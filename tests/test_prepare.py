@@ -280,6 +280,62 @@ def test_incremental_keeps_mtimes_of_unchanged_files(env: Env, incremental: bool
     assert (tree / "src/f3.c").read_text() == "int f3 = 3;\n"
 
 
+def test_an_override_copy_keeps_modes_mtimes_and_links_and_drops_git_and_fifos(env: Env) -> None:
+    env.add_recipe("newlib", override_files={"configure": "#!/bin/sh\n", "libc/a.c": "int a;\n"})
+    src = env.overrides["newlib"]
+    (src / "configure").chmod(0o755)
+    os.utime(src / "libc/a.c", ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    (src / "link").symlink_to("libc/a.c")
+    (src / "libc" / ".git").mkdir()
+    (src / "libc" / ".git" / "HEAD").write_text("x\n")
+    os.mkfifo(src / "libc" / "fifo")
+    tree = prepare.prepare_tree(env.recipe("newlib"), env.settings())
+    assert os.access(tree / "configure", os.X_OK)
+    assert (tree / "libc/a.c").stat().st_mtime_ns == 1_500_000_000_000_000_000
+    assert os.readlink(tree / "link") == "libc/a.c"
+    assert not (tree / "libc" / ".git").exists() and not (tree / "libc" / "fifo").exists()
+    assert (tree / "libc").stat().st_uid == os.getuid()
+
+
+def test_override_from_gives_a_second_tree_the_same_override(env: Env) -> None:
+    """hermit's own tree from hermit-bootstrap's override (one libhermit checkout), with the
+    syscall table generated into hermit's tree only; an entry for hermit itself wins."""
+    src = "  - git: https://example.invalid/libhermit.git\n    commit: " + "a" * 40 + "\n"
+    env.add_recipe("hermit-bootstrap", source=src, override_files={"kernel/main.c": "int main;\n"})
+    env.add_recipe("hermit", source=src, extra="override_from: hermit-bootstrap\n")
+    s = env.settings()
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    assert rs["hermit"].override_name(s.overrides) == "hermit-bootstrap"
+    assert rs["hermit-bootstrap"].override_name(s.overrides) == "hermit-bootstrap"
+    tree = plan.ensure_prepared(rs["hermit"], rs, s)
+    assert tree == s.src_dir / "hermit" and (tree / "kernel/main.c").read_text() == "int main;\n"
+    assert not (s.src_dir / "hermit-bootstrap").exists(), "a tree of its own, not a shared one"
+    own = env.root / "upstream" / "mine"
+    write_tree(own, {"kernel/main.c": "int mine;\n"})
+    s2 = s.replace(overrides={**s.overrides, "hermit": own})
+    assert rs["hermit"].override_name(s2.overrides) == "hermit"
+    assert plan.tree_id(rs["hermit"], rs, s2) != plan.tree_id(rs["hermit"], rs, s)
+    assert plan.tree_id(rs["hermit-bootstrap"], rs, s2) == plan.tree_id(rs["hermit-bootstrap"], rs, s)
+    assert (plan.ensure_prepared(rs["hermit"], rs, s2) / "kernel/main.c").read_text() == "int mine;\n"
+    assert rs["hermit"].override_name({}) is None
+
+
+def test_override_from_needs_a_recipe_with_the_same_sources(env: Env) -> None:
+    src = "  - git: https://example.invalid/libhermit.git\n    commit: " + "a" * 40 + "\n"
+    other = "  - git: https://example.invalid/libhermit.git\n    commit: " + "b" * 40 + "\n"
+    env.add_recipe("hermit-bootstrap", source=src)
+    env.add_recipe("hermit", source=other, extra="override_from: hermit-bootstrap\n")
+    with pytest.raises(RecipeError, match="same sources") as info:
+        load_recipes(env.root / "recipes", env.root / "patches")
+    assert info.value.field == "override_from" and info.value.line == 4
+    env.add_recipe("hermit", source=src, extra="override_from: nothing-like-it\n")
+    with pytest.raises(RecipeError, match="same sources"):
+        load_recipes(env.root / "recipes", env.root / "patches")
+    env.add_recipe("hermit", source=src, extra="override_from: [hermit-bootstrap]\n")
+    with pytest.raises(RecipeError, match="must name another recipe"):
+        load_recipes(env.root / "recipes", env.root / "patches")
+
+
 def test_tree_from_shares_the_owner_tree(env: Env) -> None:
     env.add_recipe("hermit-bootstrap", override_files={"CMakeLists.txt": "project(x)\n"})
     (env.root / "recipes/hermit.yaml").write_text(

@@ -84,3 +84,20 @@ def test_output_bytes_returns_stdout_unchanged_and_keeps_stderr_for_the_error():
     assert info.value.returncode == 3 and "why it failed" in info.value.tail
     with pytest.raises(CommandError):
         runner.output_bytes(["/nonexistent/program"])
+
+
+def test_pipeline_names_the_command_that_failed(tmp_path):
+    out = tmp_path / "out"
+    runner.pipeline([sys.executable, "-c", "print('through the pipe')"],
+                    [sys.executable, "-c", f"import sys; open({str(out)!r}, 'w').write(sys.stdin.read())"])
+    assert out.read_text() == "through the pipe\n"
+    with pytest.raises(CommandError) as info:
+        runner.pipeline([sys.executable, "-c", "import sys; print('first broke', file=sys.stderr); sys.exit(2)"],
+                        [sys.executable, "-c", "import sys; sys.stdin.read()"])
+    assert info.value.returncode == 2 and "first broke" in info.value.tail and "first broke" in info.value.argv[-1]
+    with pytest.raises(CommandError) as info:
+        runner.pipeline(["yes"],  # killed by the broken pipe: the second's failure is the cause
+                        [sys.executable, "-c", "import sys; print('second broke', file=sys.stderr); sys.exit(4)"])
+    assert info.value.returncode == 4 and "second broke" in info.value.tail
+    with pytest.raises(CommandError):
+        runner.pipeline(["/nonexistent/first"], ["cat"])

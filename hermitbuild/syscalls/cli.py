@@ -38,8 +38,8 @@ Automake = Callable[[Path], None]
 
 
 def default_trees(settings: Settings) -> tuple[Path | None, Path | None]:
-    """The prepared trees when they exist: src/hermit-bootstrap and src/newlib."""
-    kernel = settings.src_dir / "hermit-bootstrap"
+    """The prepared trees when they exist: src/hermit and src/newlib."""
+    kernel = settings.src_dir / "hermit"
     newlib = settings.src_dir / "newlib"
     return (kernel if kernel.is_dir() else None, newlib if newlib.is_dir() else None)
 
