@@ -114,3 +114,16 @@ def test_read_only_mode_keeps_the_fingerprint_pending(tree: Path, tmp_path: Path
     assert set(treedigest._PENDING) == {cache, tmp_path / "cache.json.fingerprint"}
     treedigest.write_pending_digest_caches()
     assert (tmp_path / "cache.json.fingerprint").is_file() and not treedigest._PENDING
+
+
+def test_prefetched_listings_are_used_once(tree: Path, tmp_path: Path, walks, monkeypatch) -> None:
+    cache = tmp_path / "cache.json"
+    first = treedigest.dir_digest(tree, cache)
+    treedigest.prefetch_listings([tree, tree, tmp_path / "missing"])
+    assert set(treedigest._LISTINGS) == {str(tree)}
+    calls: list[Path] = []
+    real = treedigest.listing_fingerprint
+    monkeypatch.setattr(treedigest, "listing_fingerprint", lambda root: calls.append(root) or real(root))
+    assert treedigest.dir_digest(tree, cache) == first and calls == [] and not treedigest._LISTINGS
+    (tree / "configure").write_text("#!/bin/sh\nexit 1\n")
+    assert treedigest.dir_digest(tree, cache) != first and calls == [tree], "a used listing was used again"
