@@ -93,7 +93,7 @@ def context() -> tuple[Settings, RecipeSet]:
         setup_logging(verbose=os.environ.get("HERMITBUILD_VERBOSE", "") not in ("", "0"))
         _CONTEXT = load_context(load_settings())
         treedigest.hash_overrides_once_per_run()  # this process is one doit run
-        treedigest.prefetch_listings(_CONTEXT[0].overrides.values())
+        treedigest.list_together(_CONTEXT[0].overrides.values())  # taken when first needed
         progress.start_run()
     return _CONTEXT
 

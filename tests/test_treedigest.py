@@ -127,3 +127,18 @@ def test_prefetched_listings_are_used_once(tree: Path, tmp_path: Path, walks, mo
     assert treedigest.dir_digest(tree, cache) == first and calls == [] and not treedigest._LISTINGS
     (tree / "configure").write_text("#!/bin/sh\nexit 1\n")
     assert treedigest.dir_digest(tree, cache) != first and calls == [tree], "a used listing was used again"
+
+
+def test_listings_named_together_are_taken_by_the_first_override_digest(tree: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    other = tmp_path / "other"
+    (other / "x").mkdir(parents=True)
+    taken: list[list[Path]] = []
+    real = treedigest.prefetch_listings
+    monkeypatch.setattr(treedigest, "prefetch_listings", lambda roots: taken.append(list(roots)) or real(roots))
+    treedigest.list_together([tree, other])
+    assert taken == [], "naming the roots ran something"
+    treedigest.override_digest(tree, tmp_path / "c1.json")
+    assert taken == [[tree, other]] and str(other) in treedigest._LISTINGS
+    treedigest.override_digest(other, tmp_path / "c2.json")
+    assert len(taken) == 1 and not treedigest._LISTINGS
