@@ -38,6 +38,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -263,8 +264,6 @@ def pipeline(first: Sequence[str | os.PathLike], second: Sequence[str | os.PathL
     either is a ``CommandError`` for that command with its stderr's tail (the first one's
     failure wins, as the second then only saw a short stream, unless the first died of the
     broken pipe the second's failure left); Ctrl-C kills both."""
-    import tempfile
-
     a, b = [os.fspath(x) for x in first], [os.fspath(x) for x in second]
     logger.info("$ %s | %s", format_argv(a), format_argv(b))
     with tempfile.TemporaryFile() as err_a, tempfile.TemporaryFile() as err_b:

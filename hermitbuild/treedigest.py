@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator
 
 from .errors import CommandError
-from .fsutil import write_atomic
+from .fsutil import read_json, sha256_file, write_atomic
 from .runner import output_bytes
 
 logger = logging.getLogger(__name__)
@@ -58,11 +58,6 @@ _FIND_FORMAT = r"%C@ %T@ %y %s %i %m\0%P\0%l\0"
 _READ_ONLY = False  # inside uptodate checks: the digest caches are read, never written
 _PENDING: dict[Path, dict] = {}  # what those checks would have written
 _RUN_DIGESTS: dict[str, str] | None = None  # directory -> digest, once per doit run
-
-
-def file_digest(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def walk(root: Path) -> Iterator[tuple[str, os.DirEntry]]:
@@ -133,14 +128,6 @@ def _fingerprint_file(cache_file: Path) -> Path:
     return cache_file.with_name(cache_file.name + ".fingerprint")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def dir_digest(root: Path, cache_file: Path | None = None) -> str:
     """Content hash of a directory tree; see the module docstring."""
     if cache_file is None:
@@ -150,7 +137,7 @@ def dir_digest(root: Path, cache_file: Path | None = None) -> str:
     else:
         listing = listing_fingerprint(root)
     if cache_file is not None and listing is not None:
-        kept = _read_json(_fingerprint_file(cache_file))
+        kept = read_json(_fingerprint_file(cache_file)) or {}
         if (kept.get("format") == FINGERPRINT_FORMAT and kept.get("root") == str(root)
                 and kept.get("fingerprint") == listing[0] and isinstance(kept.get("digest"), str)):
             return kept["digest"]
@@ -164,7 +151,7 @@ def dir_digest(root: Path, cache_file: Path | None = None) -> str:
 def _walk_digest(root: Path, cache_file: Path | None) -> str:
     cache: dict[str, list] = {}
     if cache_file is not None:
-        data = _read_json(cache_file)
+        data = read_json(cache_file) or {}
         if data.get("root") == str(root) and isinstance(data.get("files"), dict):
             cache = data["files"]
     fresh: dict[str, list] = {}
@@ -182,7 +169,7 @@ def _walk_digest(root: Path, cache_file: Path | None) -> str:
             if hit is not None and hit[:4] == key:
                 digest = hit[4]
             else:
-                digest = file_digest(Path(entry.path))
+                digest = sha256_file(entry.path)[0]
             if now - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
                 fresh[rel] = key + [digest]
             mode = "x" if st.st_mode & 0o111 else "-"
