@@ -63,6 +63,8 @@ The schema (every key; unknown keys are errors)::
         run: [program, args]             # any argv
         cwd: build                       # build | src
         env: {VAR: value}
+        incremental: skip                # left out of incremental rebuilds (a later
+                                         # step, e.g. `make install`, builds what changed)
     variants:                   # optional; chosen by variant_setting
       upstream: {version: ..., sources: [...], patch_dir: ..., steps: [...]}
     variant_setting: gcc_variant
@@ -103,7 +105,7 @@ VARIANT_KEYS = {"version", "description", "sources", "patch_dir", "steps", "env"
                 "source_date_epoch"}
 SOURCE_KEYS = {"git", "tarball", "commit", "submodules", "sha256", "filename",
                "strip_components", "dest"}
-STEP_KEYS = {"name", "configure", "cmake", "make", "run", "cwd", "env"}
+STEP_KEYS = {"name", "configure", "cmake", "make", "run", "cwd", "env", "incremental"}
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,9 @@ class Step:
     args: tuple[str, ...]
     cwd: str = "build"  # build | src
     env: tuple[tuple[str, str], ...] = ()
+    # run | skip: ``skip`` leaves the step out of an incremental rebuild (a later step, e.g.
+    # ``make install``, builds what changed); a full build runs it
+    incremental: str = "run"
 
     def argv(self, ctx: Mapping[str, str]) -> list[str]:
         """The command line with placeholders filled in from ``ctx``."""
@@ -446,7 +451,14 @@ def _steps(c: _Ctx, node: Any, path: str) -> tuple[Step, ...]:
         if cwd not in ("build", "src"):
             raise c.error(f"'cwd' must be build or src, got {cwd!r}", "write `cwd: build`",
                           item, "cwd", field=f"{p}cwd")
-        out.append(Step(name=name, kind=kind, args=tuple(args), cwd=cwd, env=_env(c, item, p)))
+        incremental = _str(c, item, "incremental", p, default="run")
+        if incremental not in ("run", "skip"):
+            raise c.error(f"'incremental' of step '{name}' must be run or skip, got {incremental!r}",
+                          "write `incremental: skip` (an incremental rebuild leaves the step out because a "
+                          "later step builds what changed) or remove the field", item, "incremental",
+                          field=f"{p}incremental")
+        out.append(Step(name=name, kind=kind, args=tuple(args), cwd=cwd, env=_env(c, item, p),
+                        incremental=incremental))
     return tuple(out)
 
 
@@ -612,6 +624,7 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
     if not steps:
         raise c.error("a recipe needs at least one step", "add `steps:` (configure, make, install)",
                       data, field="steps")
+    _check_incremental_skips(c, merged, steps)
     drop_files = merged.get("drop_files", []) or []
     if not isinstance(drop_files, list) or not all(
             isinstance(f, str) and is_safe_relpath(f) for f in drop_files):
@@ -642,6 +655,26 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
         drop_files=tuple(drop_files), replaces=tuple(replaces),
         license=_license(c, merged), license_note=_str(c, merged, "license_note", ""),
     )
+
+
+def _check_incremental_skips(c: _Ctx, merged: dict, steps: tuple[Step, ...]) -> None:
+    """``incremental: skip`` needs an incremental recipe and a later step that does the work."""
+    node = merged.get("steps")
+    for i, step in enumerate(steps):
+        if step.incremental != "skip":
+            continue
+        item = node[i] if isinstance(node, list) and i < len(node) else node
+        field = f"steps[{i}].incremental"
+        if not merged.get("incremental"):
+            raise c.error(f"step '{step.name}' has `incremental: skip` but the recipe is not incremental",
+                          "add `incremental: true` to the recipe (a changed tree keeps the build "
+                          "directory), or remove `incremental: skip` from the step", item, "incremental",
+                          field=field)
+        if i == len(steps) - 1:
+            raise c.error(f"the last step '{step.name}' cannot have `incremental: skip`",
+                          "only a step whose work a later step also does (a `make` before "
+                          "`make install`) can be left out of an incremental rebuild", item,
+                          "incremental", field=field)
 
 
 _LICENSE_RE = re.compile(r"^[A-Za-z0-9.+()\- ]+$")

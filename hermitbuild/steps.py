@@ -48,9 +48,10 @@ Contract:
     recipe's tree left out and every tree as the empty table leaves it, is
     unchanged): then the build directory is kept, ``configure`` steps are
     skipped, ``cmake`` steps re-run in it (cmake re-globs the sources and keeps
-    its cache and the objects: a new generated file is picked up) and the others
-    re-run, so make rebuilds only what changed (the prepared tree keeps unchanged
-    files' mtimes);
+    its cache and the objects: a new generated file is picked up), steps marked
+    ``incremental: skip`` are left out (a later step, ``make install``, builds what
+    changed) and the others re-run, so make rebuilds only what changed (the
+    prepared tree keeps unchanged files' mtimes);
   * a build directory or stage that disappeared invalidates all stamps;
   * before any step runs, containers of this recipe and workspace left behind
     by a killed client (labels ``hermitbuild.recipe``/``hermitbuild.work``) are
@@ -327,8 +328,9 @@ def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build:
             rmtree(build)
         if skip_configure:
             stage.mkdir(parents=True, exist_ok=True)
-            # autotools' configure is kept; cmake re-runs (incrementally) to see new files
-            done = [s.kind == "configure" for s in recipe.steps]
+            # autotools' configure is kept; cmake re-runs (incrementally) to see new files; a
+            # step marked `incremental: skip` is left to a later one (make install builds too)
+            done = [s.kind == "configure" or s.incremental == "skip" for s in recipe.steps]
             for i, (s, d) in enumerate(zip(recipe.steps, done)):
                 if d:
                     write_json(sdir / f"{s.name}.json", {"key": key, "defkey": defkey, "step": s.name,
@@ -392,7 +394,11 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
             step_line(f"{label} done already in {recipe.build_from}'s build directory")
             continue
         if done[i]:
-            step_line(f"{label} already done")
+            stamp = read_json(sdir / f"{step.name}.json") or {}
+            if step.incremental == "skip" and stamp.get("incremental"):
+                step_line(f"{label} left out of this incremental rebuild (a later step builds)")
+            else:
+                step_line(f"{label} already done")
             continue
         write_json(sdir / "running.json", {"key": key, "defkey": defkey, "step": step.name, "index": i,
                                            "build": str(build)})

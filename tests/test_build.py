@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import threading
@@ -136,6 +137,29 @@ def test_incremental_tree_change_keeps_build_dir_and_skips_configure(tmp_path):
         _stamp(s, step, i, "old", defkey="other")
     assert build._plan_steps(rs["demo"], s, "new", "same") == [False, False, False]
     assert not d.exists()
+
+
+def test_a_step_marked_incremental_skip_is_left_out_of_an_incremental_rebuild_only(tmp_path):
+    s, rs = _demo(tmp_path, incremental=True)
+    rfile = s.recipes_dir / "demo.yaml"
+    rfile.write_text(rfile.read_text().replace("    make: []\n", "    make: []\n    incremental: skip\n"))
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    d = _with_build_dir(s)
+    for i, step in enumerate(("configure", "build", "install")):
+        _stamp(s, step, i, "old", defkey="same")
+    # the tree changed: configure kept, the build step left to `make install`
+    assert build._plan_steps(rs["demo"], s, "new", "same") == [True, True, False]
+    stamp = read_json(build._steps_dir("demo", s) / "build.json")
+    assert stamp["key"] == "new" and stamp["incremental"] is True
+    assert (d / "Makefile").exists()
+    # a changed definition: a full build, every step runs
+    for i, step in enumerate(("configure", "build", "install")):
+        _stamp(s, step, i, "old", defkey="other")
+    assert build._plan_steps(rs["demo"], s, "new", "same") == [False, False, False]
+    # and the field is part of the recipe's definition (only when set: others keep their keys)
+    from hermitbuild.cache.keys import recipe_definition
+    steps = recipe_definition(rs["demo"])["steps"]
+    assert steps[1]["incremental"] == "skip" and "incremental" not in steps[0]
 
 
 def test_placeholders_and_environment(tmp_path):
@@ -491,6 +515,58 @@ def test_incremental_recipe_rebuilds_only_changed_files(world, capsys):
     assert after["greet.o"] != before["greet.o"], "the changed source was recompiled"
     res = subprocess.run([str(s.prefix / "bin" / "greet-hello")], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "Hello, world?"
+
+
+@pytest.mark.podman
+def test_incremental_rebuild_leaves_a_skip_step_to_make_install_and_equals_a_clean_build(world, capsys):
+    """`incremental: skip` on the build step: after a source change only `make install` runs
+    (it builds the changed object first), and what it installs is what a clean build installs."""
+    root = world.make_root("incskip")
+    rfile = root / "recipes" / "libgreet.yaml"
+    rfile.write_text(rfile.read_text().replace("image: fixture\n", "image: fixture\nincremental: true\n")
+                     .replace("    make: []\n", "    make: []\n    incremental: skip\n"))
+    s = podman_settings(root, world.base / "incskip-ws")
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    build.build_recipe("libgreet", rs, s)
+    bdir = build.build_dir("libgreet", s)
+    before = {n: (bdir / n).stat().st_mtime_ns for n in ("greet.o", "hello.o", "config.status")}
+    time.sleep(1.1)
+    patch = s.patches_dir / "libgreet" / "0001-greet-exclaim.patch"
+    patch.write_text(patch.read_text().replace('"Hello, %s!"', '"Hello, %s?"'))
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    capsys.readouterr()
+    build.build_recipe("libgreet", rs, s)
+    out = capsys.readouterr().out
+    assert "[1/3] libgreet:configure already done" in out
+    assert "[2/3] libgreet:build left out of this incremental rebuild" in out
+    assert "[3/3] libgreet:install done" in out
+    after = {n: (bdir / n).stat().st_mtime_ns for n in before}
+    assert after["config.status"] == before["config.status"] and after["hello.o"] == before["hello.o"]
+    assert after["greet.o"] != before["greet.o"], "make install did not rebuild the changed object"
+    res = subprocess.run([str(s.prefix / "bin" / "greet-hello")], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "Hello, world?"
+
+    clean = podman_settings(root, world.base / "incskip-clean-ws")
+    build.build_recipe("libgreet", rs, clean)
+
+    def installed(prefix: Path, copies: Path) -> dict[str, tuple[bytes, int]]:
+        """Each installed file's bytes and mode; binaries without their debug sections and build
+        id (they name the build directory, which differs between the two workspaces)."""
+        out = {}
+        for p in sorted(prefix.rglob("*")):
+            if not p.is_file() or p.is_symlink():
+                continue
+            data = p.read_bytes()
+            if data.startswith((b"\x7fELF", b"!<arch>")):
+                copy = copies / p.name
+                copies.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p, copy)
+                runner.run(["strip", "--strip-debug", "--remove-section=.note.gnu.build-id", str(copy)],
+                           capture=True)
+                data = copy.read_bytes()
+            out[str(p.relative_to(prefix))] = (data, p.stat().st_mode)
+        return out
+    assert installed(s.prefix, world.base / "incskip-a") == installed(clean.prefix, world.base / "incskip-b")
 
 
 @pytest.mark.podman

@@ -198,6 +198,47 @@ def test_unknown_key_in_a_step(tmp_path: Path) -> None:
     assert_names(err.value, path, "steps[0].timeout", line_of(path, "timeout:"))
 
 
+INCREMENTAL_STEPS = """\
+steps:
+  - name: build
+    make: []
+    incremental: {value}
+  - name: install
+    make: [install, "DESTDIR={{stage}}"]
+"""
+
+
+def _with_steps(value: str, incremental: bool = True) -> str:
+    base = GOOD.format(name="a", depends="[]", commit=COMMIT)
+    head = base[:base.index("steps:")]
+    return (head + ("incremental: true\n" if incremental else "")
+            + INCREMENTAL_STEPS.format(value=value))
+
+
+def test_a_step_left_out_of_incremental_rebuilds(tmp_path: Path) -> None:
+    rec = load_recipe(write(tmp_path / "r", "a", _with_steps("skip")), tmp_path / "p")
+    assert [s.incremental for s in rec.steps] == ["skip", "run"]
+    plain = load_recipe(write(tmp_path / "q", "a"), tmp_path / "p")
+    assert all(s.incremental == "run" for s in plain.steps)
+
+
+@pytest.mark.parametrize("text, match", [
+    (_with_steps("sometimes"), "must be run or skip, got 'sometimes'"),
+    (_with_steps("skip", incremental=False), "the recipe is not incremental"),
+    (_with_steps("run").replace("    make: [install", "    incremental: skip\n    make: [install"),
+     "the last step 'install' cannot have `incremental: skip`"),
+])
+def test_bad_incremental_step(tmp_path: Path, text: str, match: str) -> None:
+    path = write(tmp_path / "r", "a", text)
+    with pytest.raises(RecipeError, match=match) as err:
+        load_recipe(path, tmp_path / "p")
+    needle = "incremental: skip" if "last step" in match else "incremental: "
+    line = max(i for i, l in enumerate(path.read_text().splitlines(), 1) if needle in l
+               and not l.startswith("incremental"))
+    index = 1 if "last step" in match else 0
+    assert_names(err.value, path, f"steps[{index}].incremental", line)
+
+
 def test_missing_field(tmp_path: Path) -> None:
     text = GOOD.format(name="a", depends="[]", commit=COMMIT).replace('version: "1.0"\n', "")
     path = write(tmp_path / "r", "a", text)

@@ -72,7 +72,10 @@ def recipe_definition(recipe: Recipe) -> dict[str, Any]:
         "source_date_epoch": recipe.source_date_epoch,
         "env": [[k, v] for k, v in recipe.env],
         "steps": [{"name": s.name, "kind": s.kind, "args": list(s.args), "cwd": s.cwd,
-                   "env": [[k, v] for k, v in s.env]} for s in recipe.steps],
+                   "env": [[k, v] for k, v in s.env],
+                   # only when set (as drop_files below): other recipes keep their keys
+                   **({"incremental": s.incremental} if s.incremental != "run" else {})}
+                  for s in recipe.steps],
         "variant": recipe.variant,
         # only when set, so that recipes without it keep their keys (and their cached artifacts)
         **({"drop_files": list(recipe.drop_files)} if recipe.drop_files else {}),
