@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import container, prepare, syscalls
+from . import container, prepare, syscalls, treedigest
 from .errors import HermitBuildError
 from .recipe import Recipe, RecipeSet
 from .settings import Settings
@@ -140,6 +140,9 @@ def run_syscall_command(argv: Sequence[str], recipes: RecipeSet, settings: Setti
     instead of preparing it again; after a failed or partial edit the stamps are as before, or
     gone (then the next build prepares afresh)."""
     owners = _generating_owners(recipes)
+    # only these trees' identities are needed: list only their source overrides (not GCC's)
+    treedigest.list_together(settings.overrides[key] for key in
+                             (rec.override_name(settings.overrides) for rec in owners.values()) if key)
     trees = {side: prepare.tree_path(rec, settings) for side, rec in owners.items()}
     kernel = trees.get("kernel") if trees.get("kernel", Path("/nonexistent")).is_dir() else None
     newlib = trees.get("newlib") if trees.get("newlib", Path("/nonexistent")).is_dir() else None

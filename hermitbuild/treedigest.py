@@ -24,7 +24,8 @@ Contract:
   action).  Cache files are caches only: unreadable ones are ignored, failed writes logged.
 - :func:`prefetch_listings` takes several roots' listings side by side (0.73 s instead of 1.04 s for
   GCC, binutils and libhermit here); each is used once.  The doit entry point names the overrides with
-  :func:`list_together`; the first :func:`override_digest` of the run takes them.
+  :func:`list_together` (a syscall command names only the overrides of the trees it edits); the first
+  :func:`override_digest` of the run takes them.
 - :func:`hash_overrides_once_per_run`: from then on :func:`override_digest` hashes each
   directory once per process (one doit run); an edit during the run is seen by the next.
 """

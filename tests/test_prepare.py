@@ -320,6 +320,27 @@ def test_override_from_gives_a_second_tree_the_same_override(env: Env) -> None:
     assert rs["hermit"].override_name({}) is None
 
 
+def test_a_syscall_command_lists_only_the_overrides_of_the_trees_it_edits(env: Env, monkeypatch) -> None:
+    """`doit syscall add` needs the identity of the kernel and newlib trees only: the side-by-side
+    override listings of a doit run are cut down to theirs (no listing of GCC's 121,000 entries)."""
+    src = "  - git: https://example.invalid/libhermit.git\n    commit: " + "a" * 40 + "\n"
+    env.add_recipe("binutils", override_files={"big.c": "int big;\n"})
+    env.add_recipe("hermit-bootstrap", source=src)
+    env.overrides["hermit-bootstrap"] = Path(__file__).parent / "fixtures" / "trees" / "hermit"
+    env.add_recipe("hermit", source=src, extra="override_from: hermit-bootstrap\nsyscalls: kernel\n")
+    (env.root / "syscalls").mkdir()
+    (env.root / "syscalls" / "table.yaml").write_text("syscalls: []\n")
+    s = env.settings()
+    rs = load_recipes(s.recipes_dir, s.patches_dir)
+    plan.ensure_prepared(rs["hermit"], rs, s)
+    listed: list[list[Path]] = []
+    monkeypatch.setattr(treedigest, "prefetch_listings", lambda roots: listed.append(list(roots)))
+    monkeypatch.setattr(treedigest, "_RUN_DIGESTS", {})
+    treedigest.list_together(s.overrides.values())  # what the doit entry point names
+    assert plan.run_syscall_command(["list"], rs, s, automake=lambda d: None) == 0
+    assert listed == [[env.overrides["hermit-bootstrap"]]]
+
+
 def test_override_from_needs_a_recipe_with_the_same_sources(env: Env) -> None:
     src = "  - git: https://example.invalid/libhermit.git\n    commit: " + "a" * 40 + "\n"
     other = "  - git: https://example.invalid/libhermit.git\n    commit: " + "b" * 40 + "\n"
