@@ -19,7 +19,8 @@ Contract:
 - The remote cache check never prints the token; it reads (HEAD of a key that does
   not exist) and, in ``readwrite`` mode, writes and deletes one probe object.
 - :func:`preflight` runs the checks a build needs (runtime, directories, disk) once
-  per process and raises :class:`~hermitbuild.errors.PreflightError` with the failed
+  per process (the runtime's real container run once a day per boot, binaries and settings:
+  ``<stamps>/preflight-runtime.json``) and raises :class:`~hermitbuild.errors.PreflightError` with the failed
   lines and their fixes: ``doit toolchain`` calls it before the first long step
   (download, prepare or build), so a broken machine stops in seconds.
 - :func:`main` (``python -m hermitbuild.doctor [--runtime]``) prints the report and
@@ -31,10 +32,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import logging
 import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -42,7 +46,10 @@ from typing import Callable, Sequence
 from . import cache, container, qemu, runner
 from .errors import CommandError, ContainerError, HermitBuildError, PreflightError
 from .recipe import load_recipes
+from .fsutil import read_json, write_json
 from .settings import FILE_FIELDS, Settings, load_settings
+
+logger = logging.getLogger(__name__)
 
 GIB = 1024 ** 3
 
@@ -350,14 +357,69 @@ def run_checks(settings: Settings, images: Sequence[str] = (), *, runtime_only: 
 
 
 _PREFLIGHT_DONE: set[tuple[str, ...]] = set()
+# what a passed runtime check depends on besides the settings: the binaries podman and docker
+# run a container with, their configuration files, and this boot of the machine
+_RUNTIME_FILES = ("/usr/libexec/podman/catatonit", "/usr/libexec/podman/conmon", "/etc/containers/containers.conf",
+                  "/etc/containers/storage.conf", "/etc/containers/policy.json", "/etc/docker/daemon.json")
+_RUNTIME_PROGRAMS = ("runc", "crun", "catatonit", "conmon", "docker-init")
+RUNTIME_PASS_SECONDS = 24 * 3600
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def _runtime_fingerprint(settings: Settings, ident: Sequence[str]) -> str | None:
+    """A digest of everything a passed runtime check depends on (None: no runtime found)."""
+    try:
+        runtime = container.detect_runtime(settings)
+    except ContainerError:
+        return None
+    paths = [runtime, *_RUNTIME_FILES, *(shutil.which(p) or p for p in _RUNTIME_PROGRAMS),
+             str(Path.home() / ".config" / "containers" / "containers.conf"),
+             str(Path.home() / ".config" / "containers" / "storage.conf")]
+    paths.append(os.path.realpath("/bin/sh"))  # what the probe image holds
+    parts = list(ident)
+    for path in paths:
+        try:
+            st = os.stat(path)
+            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+        except OSError:
+            parts.append(f"{path}:-")
+    try:
+        parts.append(_BOOT_ID.read_text().strip())
+    except OSError:
+        parts.append(f"pid-namespace:{os.getpid()}")  # no boot id: never the same twice
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _runtime_checks(settings: Settings, ident: Sequence[str]) -> list[Check]:
+    """:func:`check_runtime`, unless it passed before with the same fingerprint (the same
+    settings, runtime binaries and configuration, in this boot) within a day: a real container
+    run costs 0.3-0.4 s, and every command that rebuilds something would pay it again."""
+    stamp = settings.stamps_dir / "preflight-runtime.json"
+    fingerprint = _runtime_fingerprint(settings, ident)
+    kept = read_json(stamp) or {}
+    if (fingerprint is not None and kept.get("fingerprint") == fingerprint
+            and isinstance(kept.get("time"), (int, float)) and 0 <= time.time() - kept["time"] < RUNTIME_PASS_SECONDS):
+        return [Check("container runtime", "ok", f"{kept.get('runtime', '')} (passed its real run "
+                      f"{int(time.time() - kept['time'])} s ago; same binaries and settings)")]
+    found = check_runtime(settings)
+    if fingerprint is not None and not any(c.failed for c in found):
+        try:
+            write_json(stamp, {"fingerprint": fingerprint, "time": time.time(),
+                               "runtime": found[0].detail if found else ""})
+        except OSError as exc:
+            logger.debug("cannot keep the runtime check's result in %s: %s", stamp, exc)
+    else:
+        stamp.unlink(missing_ok=True)
+    return found
 
 
 def preflight(settings: Settings, *, checks: Callable[[Settings], list[Check]] | None = None) -> None:
-    """The checks a build needs, once per process; raises PreflightError listing what failed."""
+    """The checks a build needs, once per process; raises PreflightError listing what failed.
+    The runtime's real container run is remembered across processes (:func:`_runtime_checks`)."""
     ident = (str(settings.build_dir), str(settings.prefix), settings.runtime, *settings.runtime_options)
     if ident in _PREFLIGHT_DONE:
         return
-    found = checks(settings) if checks else (check_runtime(settings) + check_dirs(settings)
+    found = checks(settings) if checks else (_runtime_checks(settings, ident) + check_dirs(settings)
                                              + check_disk(settings, needed=PREFLIGHT_BYTES))
     failed = [c for c in found if c.failed]
     if failed:

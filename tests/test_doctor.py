@@ -160,6 +160,50 @@ def test_preflight_runs_once_per_process_and_only_until_it_passes(tmp_path, monk
     assert len(calls) == 3
 
 
+def test_a_passed_runtime_check_is_remembered_until_a_binary_or_setting_changes(tmp_path, monkeypatch):
+    """The real container run of the pre-flight (0.3-0.4 s) runs again in a new process only when
+    something it depends on changed: the runtime binary, the settings, or the machine rebooted."""
+    runtime = tmp_path / "podman"
+    runtime.write_text("#!/bin/sh\n")
+    boot = tmp_path / "boot_id"
+    boot.write_text("boot-1\n")
+    monkeypatch.setattr(container, "detect_runtime", lambda settings: str(runtime))
+    monkeypatch.setattr(doctor, "_BOOT_ID", boot)
+    monkeypatch.setattr(doctor, "check_dirs", lambda settings: [])
+    monkeypatch.setattr(doctor, "check_disk", lambda settings, needed=None: [])
+    runs: list[int] = []
+    verdict = ["ok"]
+    monkeypatch.setattr(doctor, "check_runtime", lambda settings: runs.append(1) or [
+        doctor.Check("container run", verdict[0], "podman 4.3.1", "")])
+    s = Settings(root=ROOT, prefix=tmp_path / "p", build_dir=tmp_path / "b", cache_dir=tmp_path / "c")
+
+    def new_process() -> None:
+        monkeypatch.setattr(doctor, "_PREFLIGHT_DONE", set())
+        doctor.preflight(s)
+
+    new_process()
+    new_process()
+    assert len(runs) == 1, "a second process ran the container again"
+    os.utime(runtime, ns=(1, 1))  # the runtime was upgraded
+    new_process()
+    assert len(runs) == 2
+    new_process()
+    boot.write_text("boot-2\n")  # rebooted
+    new_process()
+    assert len(runs) == 3
+    new_process()
+    s = s.replace(runtime_options=("--runtime", "crun"))
+    new_process()
+    assert len(runs) == 4
+    verdict[0] = "fail"  # a failed check is never remembered, and forgets the pass
+    s = s.replace(runtime_options=("--runtime", "runc"))
+    from hermitbuild.errors import PreflightError
+    for _ in range(2):
+        with pytest.raises(PreflightError):
+            new_process()
+    assert len(runs) == 6
+
+
 @pytest.mark.parametrize("text, needle", [
     ("Error: container-init binary not found on the host: stat /usr/libexec/podman/catatonit: "
      "no such file or directory", "catatonit"),
