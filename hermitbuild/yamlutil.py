@@ -38,7 +38,7 @@ class LineList(list):
             return self.line
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when PyYAML has it
     pass
 
 
