@@ -234,6 +234,7 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         doctor.preflight(settings)
         src = plan.ensure_prepared(recipe, recipes, settings)
         defkey = definition_key(name, recipes, settings)
+        sbom.import_in_background()  # the artifact's SBOM needs spdx-tools: imported while the steps run
         run_steps(recipe, recipes, settings, key=key, defkey=defkey, src=Path(src))
         compiled = ccache_summary(name, settings)
         if compiled:

@@ -17,7 +17,9 @@ Contract:
 - Every document is validated with spdx-tools before it is returned or written; a document
   that does not validate is a :class:`~hermitbuild.errors.HermitBuildError` naming the first
   problems (nothing is written).
-- spdx-tools is imported only here and only when a document is made (0.4 s of imports).
+- spdx-tools is imported only here and only when a document is made (0.4 s of imports);
+  :func:`import_in_background` starts those imports in a thread, so a build imports them
+  while its steps run in their containers instead of after them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+import importlib
+import threading
 
 from . import __version__
 from .errors import HermitBuildError
@@ -89,6 +94,31 @@ def _license(recipe: Recipe) -> tuple[Any, list]:
                                         license_name=f"{recipe.name} license")
                  for word in recipe.license.split() if word.strip("()").startswith("LicenseRef-")]
     return spdx_licensing.parse(recipe.license), extracted
+
+
+_SPDX_MODULES = ("spdx_tools.spdx.model", "spdx_tools.common.spdx_licensing",
+                 "spdx_tools.spdx.spdx_element_utils", "spdx_tools.spdx.validation.document_validator",
+                 "spdx_tools.spdx.jsonschema.document_converter")
+_WARMING: list[threading.Thread] = []
+
+
+def _import_spdx() -> None:
+    for name in _SPDX_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the document's own import will raise it where it is handled
+            logger.debug("importing %s ahead failed: %s", name, exc)
+            return
+
+
+def import_in_background() -> None:
+    """Import spdx-tools in a daemon thread (once per process); the imports of the document
+    functions then find the modules loaded (Python's import lock makes them wait for a
+    module the thread is still importing, never import it twice)."""
+    if not _WARMING:
+        thread = threading.Thread(target=_import_spdx, name="spdx-import", daemon=True)
+        _WARMING.append(thread)
+        thread.start()
 
 
 def _document(name: str, namespace: str, created: _dt.datetime) -> "Document":

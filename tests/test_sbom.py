@@ -132,3 +132,14 @@ def test_prefix_sbom_of_a_built_fixture_toolchain(tmp_path_factory) -> None:
         assert deps == [("SPDXRef-Package-libgreet", "BUILD_DEPENDENCY_OF", "SPDXRef-Package-greeter")]
     finally:
         world.close()
+
+
+def test_spdx_tools_can_be_imported_ahead_in_a_thread():
+    """A build starts the imports before its steps run; the document functions then find them."""
+    import sys
+
+    sbom.import_in_background()
+    sbom.import_in_background()  # once per process
+    assert len(sbom._WARMING) == 1
+    sbom._WARMING[0].join(timeout=60)
+    assert all(name in sys.modules for name in sbom._SPDX_MODULES)
