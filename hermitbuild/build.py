@@ -16,7 +16,8 @@ Contract:
   4. otherwise: prepare the tree if needed (:func:`hermitbuild.plan.ensure_prepared`),
      then run the steps one by one, each in a fresh container
      (:func:`hermitbuild.container.run_in_container`), then pack
-     ``<stage>/<install root>`` (:func:`hermitbuild.cache.pack_artifact`), store it
+     ``<stage>/<install root>`` (:func:`hermitbuild.cache.pack_artifact`; an incremental
+     rebuild's at ``cache.ZSTD_LEVEL_INCREMENTAL``), store it
      locally, push it when ``push`` and the remote is read-write, restore it into the
      install root and write the install stamp.
   5. after 3 or 4, paths the previous install stamp of this recipe listed and the new
@@ -235,7 +236,7 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
         src = plan.ensure_prepared(recipe, recipes, settings)
         defkey = definition_key(name, recipes, settings)
         sbom.import_in_background()  # the artifact's SBOM needs spdx-tools: imported while the steps run
-        run_steps(recipe, recipes, settings, key=key, defkey=defkey, src=Path(src))
+        incremental = run_steps(recipe, recipes, settings, key=key, defkey=defkey, src=Path(src))
         compiled = ccache_summary(name, settings)
         if compiled:
             step_line(f"{name}: {compiled}")
@@ -254,6 +255,7 @@ def build_recipe(name: str, recipes: RecipeSet, settings: Settings, *, push: boo
                                                       datetime.timezone.utc)
             artifact = cache.pack_artifact(
                 staged, key, inputs, tmp / f"{key}.tar.zst",
+                level=cache.ZSTD_LEVEL_INCREMENTAL if incremental else cache.ZSTD_LEVEL,
                 describe=sbom.describe_artifact(recipe, recipes, settings, key, str(inputs.get("tree", "")),
                                                 created))
             _refuse_shared_files(recipe, recipes, settings, artifact)

@@ -3,7 +3,9 @@
 Contract:
 - :func:`run_steps` ``(recipe, recipes, settings, key=, defkey=, src=)`` runs the steps of
   ``recipe`` that are not done yet, each in a fresh container, and leaves what the install
-  steps put into ``{stage}``; :mod:`hermitbuild.build` packs and installs it.
+  steps put into ``{stage}``; :mod:`hermitbuild.build` packs and installs it.  It returns
+  whether the build was incremental (:func:`was_incremental`: the build packs its artifact
+  at a faster zstd level then).
 
 - Directories: the prepared tree ``settings.src_dir/<tree owner>`` is ``{src}``,
   mounted read-only; ``{build}`` = ``<work>/<name>/build`` (an out-of-tree build
@@ -323,10 +325,12 @@ def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build:
         for s in recipe.steps:
             (sdir / f"{s.name}.json").unlink(missing_ok=True)
         (sdir / "running.json").unlink(missing_ok=True)
+        (sdir / "incremental.json").unlink(missing_ok=True)
         rmtree(stage)
         if reset and not borrowed:
             rmtree(build)
         if skip_configure:
+            write_json(sdir / "incremental.json", {"key": key, "build": str(build)})
             stage.mkdir(parents=True, exist_ok=True)
             # autotools' configure is kept; cmake re-runs (incrementally) to see new files; a
             # step marked `incremental: skip` is left to a later one (make install builds too)
@@ -345,12 +349,13 @@ def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build:
 
 
 def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, defkey: str,
-              src: Path) -> None:
-    """Run the recipe's steps that are not done yet (see the module docstring)."""
+              src: Path) -> bool:
+    """Run the recipe's steps that are not done yet (see the module docstring); True when this
+    was an incremental rebuild (the kept build directory; steps were left out for it)."""
     if not recipe.build_from:
         _run(recipe, recipes, settings, key=key, defkey=defkey, src=src,
              build=build_dir(recipe.name, settings), borrowed=0)
-        return
+        return was_incremental(recipe, settings, key)
     owner = recipe.build_from
     with file_lock(steps_dir(owner, settings) / ".lock"):
         shared = reusable_steps(recipe, recipes, settings, src)
@@ -368,6 +373,15 @@ def run_steps(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: st
                      keys.definition_key(owner, recipes, settings))
         _run(recipe, recipes, settings, key=key, defkey=defkey, src=src,
              build=build_dir(owner, settings), borrowed=shared, vouch=None if shared else vouch)
+    return False
+
+
+def was_incremental(recipe: Recipe, settings: Settings, key: str) -> bool:
+    """Whether the steps for ``key`` ran as an incremental rebuild: in a build directory kept
+    from a build of another tree (``incremental.json``, written when :func:`plan_steps` chose
+    that and removed whenever it starts afresh)."""
+    stamp = read_json(steps_dir(recipe.name, settings) / "incremental.json")
+    return bool(stamp and stamp.get("key") == key)
 
 
 def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, defkey: str, src: Path,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from hermitbuild import build, cache, cli, container, runner
+from hermitbuild import build, cache, cli, container, runner, steps
 from hermitbuild.errors import BuildError, HermitBuildError, PreflightError
 from hermitbuild.recipe import RecipeSet, load_recipes
 from hermitbuild.fsutil import read_json, write_json
@@ -152,14 +152,16 @@ def test_a_step_marked_incremental_skip_is_left_out_of_an_incremental_rebuild_on
     stamp = read_json(build._steps_dir("demo", s) / "build.json")
     assert stamp["key"] == "new" and stamp["incremental"] is True
     assert (d / "Makefile").exists()
+    assert steps.was_incremental(rs["demo"], s, "new") and not steps.was_incremental(rs["demo"], s, "old")
     # a changed definition: a full build, every step runs
     for i, step in enumerate(("configure", "build", "install")):
         _stamp(s, step, i, "old", defkey="other")
     assert build._plan_steps(rs["demo"], s, "new", "same") == [False, False, False]
+    assert not steps.was_incremental(rs["demo"], s, "new")
     # and the field is part of the recipe's definition (only when set: others keep their keys)
     from hermitbuild.cache.keys import recipe_definition
-    steps = recipe_definition(rs["demo"])["steps"]
-    assert steps[1]["incremental"] == "skip" and "incremental" not in steps[0]
+    defined = recipe_definition(rs["demo"])["steps"]
+    assert defined[1]["incremental"] == "skip" and "incremental" not in defined[0]
 
 
 def test_placeholders_and_environment(tmp_path):
@@ -540,6 +542,7 @@ def test_incremental_rebuild_leaves_a_skip_step_to_make_install_and_equals_a_cle
     assert "[1/3] libgreet:configure already done" in out
     assert "[2/3] libgreet:build left out of this incremental rebuild" in out
     assert "[3/3] libgreet:install done" in out
+    assert steps.was_incremental(rs["libgreet"], s, build.recipe_key("libgreet", rs, s)[0])
     after = {n: (bdir / n).stat().st_mtime_ns for n in before}
     assert after["config.status"] == before["config.status"] and after["hello.o"] == before["hello.o"]
     assert after["greet.o"] != before["greet.o"], "make install did not rebuild the changed object"

@@ -26,7 +26,9 @@ Artifacts
   ``files/<relative path>`` for every directory, regular file and symlink under the stage
   root (paths are relative to it, i.e. to the install root).  The manifest holds the key,
   the inputs, the file list ``[{path, type, mode, size, sha256, target}]``, the creation
-  time (UTC ISO) and the tool version.  The file is written atomically.
+  time (UTC ISO) and the tool version.  The file is written atomically, at zstd level
+  ``ZSTD_LEVEL`` (12), or ``ZSTD_LEVEL_INCREMENTAL`` (3) for an incremental rebuild's: the
+  level changes the bytes, never the files, so it is not part of the key.
   :func:`restore_artifact` verifies the manifest (key, safe paths and link targets), every
   member against the manifest (type, size, sha256, nothing missing, nothing extra) while
   extracting into a private temp dir inside ``dest_root``; only when everything verified
@@ -75,7 +77,8 @@ with the digest it was verified against, not hashed again), verified one-pass re
 
 from __future__ import annotations
 
-from .artifact import annotate_artifact, pack_artifact, read_manifest, verify_artifact
+from .artifact import (ZSTD_LEVEL, ZSTD_LEVEL_INCREMENTAL, annotate_artifact, pack_artifact, read_manifest,
+                       verify_artifact)
 from .restore import restore_artifact
 from .cli import cache_cli
 from .keys import canonical_json, check_key, checksum_key, compute_key, parse_size, uses_placeholder
@@ -87,5 +90,6 @@ from .store import (fetch_artifact, install_from_cache, locate_artifact, open_ca
 
 __all__ = ["LocalCache", "RemoteCache", "HttpStore", "OciRemoteCache", "parse_oci_url", "open_remote", "Entry", "compute_key", "canonical_json", "check_key",
            "checksum_key", "parse_size", "uses_placeholder", "pack_artifact", "annotate_artifact",
+           "ZSTD_LEVEL", "ZSTD_LEVEL_INCREMENTAL",
            "read_manifest", "verify_artifact", "restore_artifact", "open_caches", "fetch_artifact", "locate_artifact",
            "install_from_cache", "publish", "cache_cli"]
