@@ -270,6 +270,47 @@ def test_hermit_patches_apply_to_libhermit_b27b194(tmp_path: Path) -> None:
     assert "HERMIT_LANGUAGES" in (work / "cmake" / "HermitCore.cmake").read_text()
 
 
+# --------------------------------------------------------------------------- newlib patches
+
+def test_newlib_patches_have_headers_and_keep_makefile_in_beside_makefile_am() -> None:
+    specs = load_recipe(RECIPES / "newlib.yaml", PATCHES, UPSTREAM).patches
+    assert [p.name[:4] for p in specs] == ["0001", "0002"]
+    for p in specs:
+        check_patch_header(p.path)
+    files = touched_files(specs)
+    assert not any(f.startswith(("/", "..")) for f in files)
+    # every Makefile.am a patch edits has its generated Makefile.in edited beside it
+    assert {f[:-3] for f in files if f.endswith(".am")} == {f[:-3] for f in files if f.endswith(".in")}
+
+
+def test_newlib_patches_apply_and_their_makefile_in_is_what_automake_makes(tmp_path: Path) -> None:
+    """patches/newlib applied to newlib 02d2b87: automake 1.11 (with autoconf 2.64, as newlib's
+    own files were made) regenerates each patched Makefile.in byte for byte from its patched
+    Makefile.am, and the header installation of 0002 is one `install` per directory."""
+    tree = os.environ.get("HERMITBUILD_TEST_NEWLIB")
+    if not tree:
+        pytest.skip("set HERMITBUILD_TEST_NEWLIB to a newlib 02d2b87 checkout (olivierpierre/newlib) to "
+                    "apply patches/newlib to it")
+    for tool in ("automake-1.11", "autoconf2.64"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (scripts/setup --tests installs it)")
+    work = tmp_path / "newlib"
+    shutil.copytree(tree, work, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    specs = load_recipe(RECIPES / "newlib.yaml", PATCHES, UPSTREAM).patches
+    apply_series(work, specs, recipe="newlib")
+    env = {**os.environ, "AUTOCONF": "autoconf2.64", "AUTOM4TE": "autom4te2.64"}
+    for am in sorted(f for f in touched_files(specs) if f.endswith("Makefile.am")):
+        directory = (work / am).parent
+        patched = (directory / "Makefile.in").read_bytes()
+        subprocess.run(["automake-1.11", "--cygnus", "Makefile"], cwd=directory, env=env, check=True,
+                       capture_output=True)
+        assert (directory / "Makefile.in").read_bytes() == patched, f"{am}: Makefile.in is not automake's"
+    install = (work / "newlib" / "Makefile.in").read_text()
+    rule = install[install.index("install-data-local:\tinstall-toollibLIBRARIES"):]
+    rule = rule[:rule.index("\n\n")]
+    assert "`basename $$i`" not in rule and "$(INSTALL_DATA) $(srcdir)/libc/include/*.h" in rule
+
+
 # --------------------------------------------------------------------------- the real build
 
 BINUTILS_FROM_IMAGE = """\
