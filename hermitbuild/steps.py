@@ -50,7 +50,9 @@ Contract:
     recipe's tree left out and every tree as the empty table leaves it, is
     unchanged): then the build directory is kept, ``configure`` steps are
     skipped, ``cmake`` steps re-run in it (cmake re-globs the sources and keeps
-    its cache and the objects: a new generated file is picked up), steps marked
+    its cache and the objects: a new generated file is picked up) unless no file
+    was added to or removed from the tree since they last ran (:func:`tree_names`
+    in their stamps: the globs would find the same files), steps marked
     ``incremental: skip`` are left out (a later step, ``make install``, builds what
     changed) and the others re-run, so make rebuilds only what changed (the
     prepared tree keeps unchanged files' mtimes);
@@ -82,6 +84,7 @@ Contract:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -274,13 +277,25 @@ def _stamp_build(stamp: Mapping[str, object], own: Path) -> str:
     return str(stamp.get("build") or own)
 
 
+def tree_names(src: Path) -> str:
+    """sha256 of the sorted relative paths of everything in a prepared tree (``.git`` left
+    out): what cmake's globs see.  Contents do not enter (make sees those by their mtimes)."""
+    names: list[str] = []
+    for directory, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        rel = os.path.relpath(directory, src)
+        names.extend(os.path.join(rel, n) for n in (*dirs, *files))
+    return hashlib.sha256("\0".join(sorted(names)).encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build: Path | None = None,
-               borrowed: int = 0) -> list[bool]:
+               borrowed: int = 0, src: Path | None = None) -> list[bool]:
     """Which steps are done already; wipes the build dir when it cannot be trusted.
 
     ``build`` is where the steps run (default: the recipe's own build directory);
     with ``borrowed`` > 0 it is another recipe's, whose first ``borrowed`` steps count as
-    done, and it is never deleted here."""
+    done, and it is never deleted here.  ``src``: the prepared tree, whose file names decide
+    whether an incremental rebuild re-runs a ``cmake`` step (:func:`tree_names`)."""
     sdir = steps_dir(recipe.name, settings)
     own = build_dir(recipe.name, settings)
     build = build or own
@@ -332,14 +347,21 @@ def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build:
         if skip_configure:
             write_json(sdir / "incremental.json", {"key": key, "build": str(build)})
             stage.mkdir(parents=True, exist_ok=True)
-            # autotools' configure is kept; cmake re-runs (incrementally) to see new files; a
+            # autotools' configure is kept; cmake re-runs (incrementally) to see new files, unless
+            # no file was added or removed since it last ran (its globs would find the same); a
             # step marked `incremental: skip` is left to a later one (make install builds too)
-            done = [s.kind == "configure" or s.incremental == "skip" for s in recipe.steps]
+            names = tree_names(src) if src is not None and any(
+                s.kind == "cmake" for s in recipe.steps) else None
+            done = [s.kind == "configure" or s.incremental == "skip"
+                    or (s.kind == "cmake" and names is not None and bool(old)
+                        and old.get("tree_names") == names)
+                    for s, old in zip(recipe.steps, stamps)]
             for i, (s, d) in enumerate(zip(recipe.steps, done)):
                 if d:
+                    extra = {"tree_names": names} if s.kind == "cmake" else {}
                     write_json(sdir / f"{s.name}.json", {"key": key, "defkey": defkey, "step": s.name,
                                                           "index": i, "build": str(build),
-                                                          "incremental": True})
+                                                          "incremental": True, **extra})
             return done
         return [i < borrowed for i in range(len(recipe.steps))]
     done = [i < borrowed or bool(s and s.get("key") == key) for i, s in enumerate(stamps)]
@@ -388,7 +410,7 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
          build: Path, borrowed: int, vouch: tuple[int, str, str] | None = None) -> None:
     name = recipe.name
     sdir = steps_dir(name, settings)
-    done = plan_steps(recipe, settings, key, defkey, build, borrowed)
+    done = plan_steps(recipe, settings, key, defkey, build, borrowed, src=src)
     n = len(recipe.steps)
     if all(done) and build.is_dir():
         return
@@ -411,6 +433,9 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
             stamp = read_json(sdir / f"{step.name}.json") or {}
             if step.incremental == "skip" and stamp.get("incremental"):
                 step_line(f"{label} left out of this incremental rebuild (a later step builds)")
+            elif step.kind == "cmake" and stamp.get("incremental"):
+                step_line(f"{label} left out of this incremental rebuild (no file was added to or "
+                          "removed from the tree: cmake's globs find the same files)")
             else:
                 step_line(f"{label} already done")
             continue
@@ -464,9 +489,10 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
                     f"{fix}; `doit doctor` checks the runtime; full log: {log}",
                     recipe=name, step=step.name, log_path=str(log), returncode=result.returncode)
             raise BuildError(name, step.name, argv, log, result.tail, result.returncode)
+        names = {"tree_names": tree_names(src)} if step.kind == "cmake" and recipe.incremental else {}
         write_json(sdir / f"{step.name}.json", {"key": key, "defkey": defkey, "step": step.name,
                                                  "index": i, "build": str(build),
-                                                 "seconds": round(seconds, 3)})
+                                                 "seconds": round(seconds, 3), **names})
         if vouch is not None and i < vouch[0] and recipe.build_from:
             write_json(steps_dir(recipe.build_from, settings) / f"{step.name}.json",
                        {"key": vouch[1], "defkey": vouch[2], "step": step.name, "index": i,

@@ -734,6 +734,20 @@ def test_incremental_cmake_rebuild_after_a_table_change_equals_a_clean_build(wor
     assert obj("syscalls_generated.c.o") is not None, "cmake did not pick the new generated file up"
     assert read_json(build._steps_dir("kern", s) / "cmake.json")["key"] == build.recipe_key("kern", rs, s)[0]
 
+    # a body changes: the same files, so cmake's globs find the same and the cmake step is left
+    # out; make still recompiles the changed generated file
+    generated = obj("syscalls_generated.c.o").stat().st_mtime_ns
+    time.sleep(1.1)
+    table.write_text((ROOT / "syscalls" / "examples.yaml").read_text().replace("return x + 42;",
+                                                                               "return x * 2;"))
+    capsys.readouterr()
+    build.build_recipe("kern", rs, s)
+    out = capsys.readouterr().out
+    assert "[1/3] kern:cmake left out of this incremental rebuild (no file was added" in out
+    assert "[2/3] kern:build done" in out
+    assert obj("syscalls_generated.c.o").stat().st_mtime_ns != generated
+    assert untouched.stat().st_mtime_ns == before[0]
+
     clean = podman_settings(root, world.base / "kinc-clean-ws", overrides={"kern": tree})
     build.build_recipe("kern", rs, clean)
     lib, clean_lib = s.prefix / "lib" / "libhermit.a", clean.prefix / "lib" / "libhermit.a"
@@ -746,3 +760,12 @@ def test_incremental_cmake_rebuild_after_a_table_change_equals_a_clean_build(wor
     assert installed(s.prefix) == installed(clean.prefix), "headers differ from a clean build"
     assert sorted(runner.output(["ar", "t", str(lib)]).split()) == sorted(
         runner.output(["ar", "t", str(clean_lib)]).split())
+
+    # the table emptied: the generated file goes, so cmake re-runs and the object leaves the library
+    # (built, not restored: the first build's artifact is taken out of the cache)
+    table.write_text("syscalls: []\n")
+    shutil.rmtree(s.cache_dir)
+    capsys.readouterr()
+    build.build_recipe("kern", rs, s)
+    assert "[1/3] kern:cmake done" in capsys.readouterr().out
+    assert "sys_my_syscall" not in " ".join(_symbols(lib))
