@@ -51,8 +51,9 @@ Contract:
     unchanged): then the build directory is kept, ``configure`` steps are
     skipped, ``cmake`` steps re-run in it (cmake re-globs the sources and keeps
     its cache and the objects: a new generated file is picked up) unless no file
-    was added to or removed from the tree since they last ran (:func:`tree_names`
-    in their stamps: the globs would find the same files), steps marked
+    was added to or removed from the tree since they last ran (the tree's names
+    digest, :func:`hermitbuild.treedigest.tree_names`, in their stamps: the globs
+    would find the same files), steps marked
     ``incremental: skip`` are left out (a later step, ``make install``, builds what
     changed) and the others re-run, so make rebuilds only what changed (the
     prepared tree keeps unchanged files' mtimes);
@@ -84,7 +85,6 @@ Contract:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -94,6 +94,7 @@ from pathlib import Path
 from typing import Mapping
 
 from . import container, fetch
+from .treedigest import tree_names
 from .cache import keys
 from .progress import history, live_step, remember, step_line
 from .errors import BuildError, CommandError, ConfigError, ContainerError
@@ -277,17 +278,6 @@ def _stamp_build(stamp: Mapping[str, object], own: Path) -> str:
     return str(stamp.get("build") or own)
 
 
-def tree_names(src: Path) -> str:
-    """sha256 of the sorted relative paths of everything in a prepared tree (``.git`` left
-    out): what cmake's globs see.  Contents do not enter (make sees those by their mtimes)."""
-    names: list[str] = []
-    for directory, dirs, files in os.walk(src):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        rel = os.path.relpath(directory, src)
-        names.extend(os.path.join(rel, n) for n in (*dirs, *files))
-    return hashlib.sha256("\0".join(sorted(names)).encode("utf-8", "surrogateescape")).hexdigest()
-
-
 def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build: Path | None = None,
                borrowed: int = 0, src: Path | None = None) -> list[bool]:
     """Which steps are done already; wipes the build dir when it cannot be trusted.
@@ -295,7 +285,7 @@ def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build:
     ``build`` is where the steps run (default: the recipe's own build directory);
     with ``borrowed`` > 0 it is another recipe's, whose first ``borrowed`` steps count as
     done, and it is never deleted here.  ``src``: the prepared tree, whose file names decide
-    whether an incremental rebuild re-runs a ``cmake`` step (:func:`tree_names`)."""
+    whether an incremental rebuild re-runs a ``cmake`` step (:func:`~hermitbuild.treedigest.tree_names`)."""
     sdir = steps_dir(recipe.name, settings)
     own = build_dir(recipe.name, settings)
     build = build or own

@@ -26,6 +26,8 @@ Contract:
   GCC, binutils and libhermit here); each is used once.  The doit entry point names the overrides with
   :func:`list_together` (a syscall command names only the overrides of the trees it edits); the first
   :func:`override_digest` of the run takes them.
+- :func:`tree_names` is the sha256 of a tree's sorted relative paths only (what cmake's globs
+  see; an incremental rebuild re-runs cmake when it changed).
 - :func:`hash_overrides_once_per_run`: from then on :func:`override_digest` hashes each
   directory once per process (one doit run); an edit during the run is seen by the next.
 """
@@ -75,6 +77,17 @@ def walk(root: Path) -> Iterator[tuple[str, os.DirEntry]]:
             if entry.is_dir(follow_symlinks=False):
                 subdirs.append((rel + "/", Path(entry.path)))
         stack.extend(reversed(subdirs))
+
+
+def tree_names(src: Path) -> str:
+    """sha256 of the sorted relative paths of everything in a prepared tree (``.git`` left
+    out): what cmake's globs see.  Contents do not enter (make sees those by their mtimes)."""
+    names: list[str] = []
+    for directory, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        rel = os.path.relpath(directory, src)
+        names.extend(os.path.join(rel, n) for n in (*dirs, *files))
+    return hashlib.sha256("\0".join(sorted(names)).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def listing_fingerprint(root: Path) -> tuple[str, bool] | None:
