@@ -135,11 +135,18 @@ def test_prefix_sbom_of_a_built_fixture_toolchain(tmp_path_factory) -> None:
 
 
 def test_spdx_tools_can_be_imported_ahead_in_a_thread():
-    """A build starts the imports before its steps run; the document functions then find them."""
+    """A build starts the imports before its steps run; the document functions then find them.
+    In a fresh interpreter (this test process may have imported spdx-tools already)."""
+    import subprocess
     import sys
 
-    sbom.import_in_background()
-    sbom.import_in_background()  # once per process
-    assert len(sbom._WARMING) == 1
-    sbom._WARMING[0].join(timeout=60)
-    assert all(name in sys.modules for name in sbom._SPDX_MODULES)
+    code = ("import sys\n"
+            "from hermitbuild import sbom\n"
+            "assert not any(m.startswith('spdx_tools') for m in sys.modules), 'imported at import time'\n"
+            "sbom.import_in_background(); sbom.import_in_background()\n"
+            "assert len(sbom._WARMING) == 1\n"
+            "sbom._WARMING[0].join(timeout=60)\n"
+            "missing = [m for m in sbom._SPDX_MODULES if m not in sys.modules]\n"
+            "assert not missing, missing\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
