@@ -103,8 +103,14 @@ def test_errors_write_nothing(project, capsys) -> None:  # noqa: ANN001
     def broken(directory: Path) -> None:
         raise CommandError(["automake"], 1, cwd=directory)
 
-    assert project("add", "rename", automake=broken) == 1
     assert snapshot(kernel, newlib, project.table.parent) == before
+    # a new call is edited into Makefile.in without automake; removing the last call needs
+    # automake (the plain lib_a_SOURCES comes back): when it fails, nothing is written
+    assert project("add", "rename", automake=broken) == 0
+    after_add = snapshot(kernel, newlib, project.table.parent)
+    assert after_add != before
+    assert project("remove", "rename", automake=broken) == 1
+    assert snapshot(kernel, newlib, project.table.parent) == after_add
 
 
 def test_without_prepared_trees_only_the_table_changes(project, capsys) -> None:  # noqa: ANN001

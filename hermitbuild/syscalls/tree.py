@@ -19,9 +19,12 @@ Contract:
   written atomically (temp + rename) and, if anything fails (including the
   automake run), every file touched is restored to its previous bytes.
 - :func:`generate_kernel` / :func:`generate_newlib` are the public entry points
-  (plan + transaction); they return the paths written or deleted.  ``automake`` is
-  called only when Makefile.am changed or Makefile.in is stale, with the
-  libc/sys/hermit directory; an ``autom4te.cache`` it leaves there is removed.
+  (plan + transaction); they return the paths written or deleted.  When Makefile.am's
+  source list changed, Makefile.in is edited the way automake 1.11 would
+  (:mod:`.makefile_in`, byte-identical, no process started); ``automake`` is called
+  with the libc/sys/hermit directory only when that edit is not sure (the table's
+  last call removed, a Makefile.in not in automake's shape) or Makefile.in is stale;
+  an ``autom4te.cache`` it leaves there is removed.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Callable
 from ..errors import SyscallError
 from ..fsutil import read_text, write_atomic
 from . import emit
+from . import makefile_in as makefile_in_mod
 from .automake import host_automake
 from .model import Entry, Table
 
@@ -309,6 +313,11 @@ class NewlibPlan:
     changes: list[Change]
     hermit_dir: Path
     makefile_changed: bool
+    #: lib_a_SOURCES of the Makefile.am before the change, its hand-written part, and the
+    #: generated wrappers after it (for :func:`makefile_in.update`)
+    previous_sources: tuple[str, ...] = ()
+    hand_sources: tuple[str, ...] = ()
+    generated_sources: tuple[str, ...] = ()
 
 
 def _find_std_header(nroot: Path, header: str) -> bool:
@@ -370,7 +379,10 @@ def plan_newlib(tree: Path, table: Table) -> NewlibPlan:
                         anchor=lambda lines: _sources_assignment(lines, am_path)[1], blank_before=False)
     am_changes = _diff(am_path, new_am)
     changes += am_changes
-    return NewlibPlan(changes=changes, hermit_dir=hermit, makefile_changed=bool(am_changes))
+    return NewlibPlan(changes=changes, hermit_dir=hermit, makefile_changed=bool(am_changes),
+                      previous_sources=tuple(makefile_sources(am_text, am_path, outside_region=False)),
+                      hand_sources=tuple(hand_sources),
+                      generated_sources=tuple(f"{e.name}.c" for e in table.entries))
 
 
 # ---------------------------------------------------------------------------- transaction
@@ -455,9 +467,13 @@ def apply_newlib(tx: Transaction, tree: Path, table: Table,
     for change in plan.changes:
         tx.apply(change)
     written = [c.path for c in plan.changes]
-    if plan.makefile_changed or makefile_in_stale(plan.hermit_dir):
+    makefile_in = plan.hermit_dir / "Makefile.in"
+    edited = _edited_makefile_in(plan, makefile_in) if plan.makefile_changed else None
+    if edited is not None:
+        tx.apply(Change(makefile_in, edited.encode("utf-8")))
+        written.append(makefile_in)
+    elif plan.makefile_changed or makefile_in_stale(plan.hermit_dir):
         runner = automake or host_automake()
-        makefile_in = plan.hermit_dir / "Makefile.in"
         tx.snapshot(makefile_in)
         cache = plan.hermit_dir / "autom4te.cache"
         had_cache = cache.exists()
@@ -469,6 +485,19 @@ def apply_newlib(tx: Transaction, tree: Path, table: Table,
         if makefile_in in tx.changed_snapshots():
             written.append(makefile_in)
     return written
+
+
+def _edited_makefile_in(plan: NewlibPlan, makefile_in: Path) -> str | None:
+    """Makefile.in edited for the new source list as automake would (None: run automake)."""
+    try:
+        text = makefile_in.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    edited = makefile_in_mod.update(text, plan.previous_sources, plan.hand_sources,
+                                    plan.generated_sources)
+    if edited is None:
+        logger.info("syscalls: %s is not in the shape automake 1.11 left it; running automake", makefile_in)
+    return edited
 
 
 def generate_kernel(tree: Path, table: Table) -> list[Path]:
