@@ -9,7 +9,8 @@ on exceptions; a lock another process holds is waited for with a warning saying 
 the shared helpers of that name.  :func:`read_text` reads a UTF-8 file or raises a located error
 naming the file (and the line of a byte that is not UTF-8).  :func:`ensure_writable_dir`
 creates a directory and proves it writable, or raises a located error naming the setting.  :func:`write_atomic` writes a
-file through a temp file + rename.
+file through a temp file + rename; :class:`Transaction` makes a set of such writes (and
+deletions) all-or-nothing.
 """
 
 from __future__ import annotations
@@ -167,3 +168,72 @@ def write_atomic(path: Path | str, data: str | bytes, mode: int | None = None) -
         except FileNotFoundError:
             pass
         raise
+
+
+class Transaction:
+    """All-or-nothing file edits.  Use as a context manager: :meth:`apply` writes (atomically)
+    or deletes (``None``) a file, :meth:`snapshot` remembers one an external tool may change;
+    when the block raises, every file touched gets its previous bytes back (or is removed
+    again)."""
+
+    def __init__(self) -> None:
+        self._saved: dict[Path, bytes | None] = {}
+        self.touched: list[Path] = []
+
+    def _save(self, path: Path) -> None:
+        if path not in self._saved:
+            try:
+                self._saved[path] = path.read_bytes()
+            except FileNotFoundError:
+                self._saved[path] = None
+
+    def snapshot(self, path: Path) -> None:
+        """Remember ``path`` so that an external tool may change it (restored on rollback)."""
+        self._save(path)
+
+    def apply(self, path: Path, new: bytes | None) -> None:
+        self._save(path)
+        if new is None:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        else:
+            write_atomic(path, new)
+        if path not in self.touched:
+            self.touched.append(path)
+
+    def changed_snapshots(self) -> list[Path]:
+        out = []
+        for path, old in self._saved.items():
+            try:
+                now = path.read_bytes()
+            except FileNotFoundError:
+                now = None
+            if now != old:
+                out.append(path)
+        return out
+
+    def rollback(self) -> None:
+        for path, old in reversed(list(self._saved.items())):
+            try:
+                if old is None:
+                    if path.exists():
+                        path.unlink()
+                else:
+                    try:
+                        if path.read_bytes() == old:
+                            continue
+                    except FileNotFoundError:
+                        pass
+                    write_atomic(path, old)
+            except OSError as exc:  # pragma: no cover - best effort, reported
+                logger.error("could not restore %s: %s", path, exc)
+
+    def __enter__(self) -> "Transaction":
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+        if exc_type is not None:
+            self.rollback()
+        return False

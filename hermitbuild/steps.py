@@ -89,7 +89,6 @@ import logging
 import os
 import shutil
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Mapping
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import HermitBuildError, SyscallError
-from ..fsutil import read_text
+from ..fsutil import Transaction, read_text
 from ..settings import Settings
 from . import emit, libcnames
 from .automake import host_automake
@@ -30,8 +30,8 @@ from .catalog import CATALOG, KERNEL_SYSCALLS, NEWLIB_SOURCES, catalog_entry
 from .export import export_patches
 from .model import Entry, Table, TypeProblem, check_name, load_table, loads_table, parse_signature
 from .tablefile import add_entry_text, remove_entry_text
-from .tree import (Change, Transaction, apply_kernel, apply_newlib, drift, generated_in_kernel,
-                   generated_in_newlib, makefile_sources, newlib_root, scan_kernel_syscalls)
+from .tree import (apply_kernel, apply_newlib, drift, generated_in_kernel, generated_in_newlib,
+                   makefile_sources, newlib_root, scan_kernel_syscalls)
 
 Trees = Callable[[], "tuple[Path | None, Path | None]"]
 Automake = Callable[[Path], None]
@@ -150,7 +150,7 @@ def _commit(table_path: Path, new_text: str | None, table: Table, kernel: Path |
     with Transaction() as tx:
         written: list[Path] = []
         if new_text is not None:
-            tx.apply(Change(table_path, new_text.encode("utf-8")))
+            tx.apply(table_path, new_text.encode("utf-8"))
             written.append(table_path)
         if apply and kernel is not None:
             written += apply_kernel(tx, kernel, table)

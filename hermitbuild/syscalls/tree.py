@@ -15,8 +15,8 @@ Contract:
   already has outside generated code, a newlib ``<name>.c``/``<name>.h`` that
   was not generated, a name already in ``lib_a_SOURCES``, a standard header the
   newlib tree does not have, a ``__NR_`` number already used.
-- :class:`Transaction` makes one generation all-or-nothing: every file is
-  written atomically (temp + rename) and, if anything fails (including the
+- One generation is all-or-nothing (:class:`hermitbuild.fsutil.Transaction`): every
+  file is written atomically (temp + rename) and, if anything fails (including the
   automake run), every file touched is restored to its previous bytes.
 - :func:`generate_kernel` / :func:`generate_newlib` are the public entry points
   (plan + transaction); they return the paths written or deleted.  When Makefile.am's
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SyscallError
-from ..fsutil import read_text, write_atomic
+from ..fsutil import Transaction, read_text
 from . import emit
 from . import makefile_in as makefile_in_mod
 from .automake import host_automake
@@ -385,79 +385,10 @@ def plan_newlib(tree: Path, table: Table) -> NewlibPlan:
                       generated_sources=tuple(f"{e.name}.c" for e in table.entries))
 
 
-# ---------------------------------------------------------------------------- transaction
-
-
-class Transaction:
-    """All-or-nothing file edits; see the module docstring.  Use as a context manager."""
-
-    def __init__(self) -> None:
-        self._saved: dict[Path, bytes | None] = {}
-        self.touched: list[Path] = []
-
-    def _save(self, path: Path) -> None:
-        if path not in self._saved:
-            try:
-                self._saved[path] = path.read_bytes()
-            except FileNotFoundError:
-                self._saved[path] = None
-
-    def snapshot(self, path: Path) -> None:
-        """Remember ``path`` so that an external tool may change it (restored on rollback)."""
-        self._save(path)
-
-    def apply(self, change: Change) -> None:
-        self._save(change.path)
-        if change.new is None:
-            try:
-                change.path.unlink()
-            except FileNotFoundError:
-                pass
-        else:
-            write_atomic(change.path, change.new)
-        if change.path not in self.touched:
-            self.touched.append(change.path)
-
-    def changed_snapshots(self) -> list[Path]:
-        out = []
-        for path, old in self._saved.items():
-            try:
-                now = path.read_bytes()
-            except FileNotFoundError:
-                now = None
-            if now != old:
-                out.append(path)
-        return out
-
-    def rollback(self) -> None:
-        for path, old in reversed(list(self._saved.items())):
-            try:
-                if old is None:
-                    if path.exists():
-                        path.unlink()
-                else:
-                    try:
-                        if path.read_bytes() == old:
-                            continue
-                    except FileNotFoundError:
-                        pass
-                    write_atomic(path, old)
-            except OSError as exc:  # pragma: no cover - best effort, reported
-                logger.error("could not restore %s: %s", path, exc)
-
-    def __enter__(self) -> "Transaction":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:  # noqa: ANN001
-        if exc_type is not None:
-            self.rollback()
-        return False
-
-
 def apply_kernel(tx: Transaction, tree: Path, table: Table) -> list[Path]:
     changes = plan_kernel(tree, table)
     for change in changes:
-        tx.apply(change)
+        tx.apply(change.path, change.new)
     return [c.path for c in changes]
 
 
@@ -465,12 +396,12 @@ def apply_newlib(tx: Transaction, tree: Path, table: Table,
                  automake: Callable[[Path], None] | None) -> list[Path]:
     plan = plan_newlib(tree, table)
     for change in plan.changes:
-        tx.apply(change)
+        tx.apply(change.path, change.new)
     written = [c.path for c in plan.changes]
     makefile_in = plan.hermit_dir / "Makefile.in"
     edited = _edited_makefile_in(plan, makefile_in) if plan.makefile_changed else None
     if edited is not None:
-        tx.apply(Change(makefile_in, edited.encode("utf-8")))
+        tx.apply(makefile_in, edited.encode("utf-8"))
         written.append(makefile_in)
     elif plan.makefile_changed or makefile_in_stale(plan.hermit_dir):
         runner = automake or host_automake()
