@@ -14,7 +14,9 @@ beside them), and both end with the libraries "installed" (copied into a prefix)
                install; newlib `make distclean`, automake-1.11, ./configure, `make`,
                install.
 - hermitbuild: `doit syscall add rename` (cli_main: table + generated files +
-               automake) is timed together with what `doit toolchain` then has to
+               Makefile.in edited as automake 1.11 writes it; automake itself
+               runs only when that edit is not sure, and the bench says how
+               often it ran) is timed together with what `doit toolchain` then has to
                do: kernel cmake re-glob + incremental make + install; newlib
                incremental make (config.status regenerates the Makefile) + install.
 
@@ -184,9 +186,15 @@ def hermitbuild_procedure(root: Path, kernel: Path, newlib: Path, prefix: Path, 
     shutil.copy(REPO / "syscalls" / "table.yaml", root / "syscalls" / "table.yaml")
     settings = Settings(root=root, build_dir=root / "build")
     hermit = newlib / HERMIT_REL
+    real_automake = host_automake()
+
+    def automake(directory: Path) -> None:
+        TIMES["automake runs"] = TIMES.get("automake runs", 0) + 1
+        real_automake(directory)
+
     start = time.monotonic()
     with contextlib.redirect_stdout(io.StringIO()):
-        rc = cli_main(["add", "rename"], settings, trees=lambda: (kernel, newlib), automake=host_automake())
+        rc = cli_main(["add", "rename"], settings, trees=lambda: (kernel, newlib), automake=automake)
     if rc != 0:
         raise SystemExit("doit syscall add rename failed")
     TIMES["add"] = time.monotonic() - start
@@ -237,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(real tree: {REAL_RATIOS[tree]:.1f}x)")
     print(f"guide procedure (distclean, automake, configure, full rebuild): {g:7.2f} s")
     print(f"doit syscall add rename + incremental rebuild:                  {h:7.2f} s "
-          f"(the add, automake 1.11 included: {TIMES['add']:.2f} s)")
+          f"(the add: {TIMES['add']:.2f} s, automake runs in it: {TIMES.get('automake runs', 0):.0f})")
     print(f"ratio guide / hermitbuild: {g / h:.1f}x")
     return 0
 

@@ -1,4 +1,4 @@
-"""System calls from a table: model, catalog, emitters, tree editing, automake, CLI.
+"""System calls from a table: model, catalog, emitters, tree editing, Makefile.in, automake, CLI.
 
 Public API (other modules call exactly these):
 
@@ -11,8 +11,9 @@ Public API (other modules call exactly these):
 - ``generate_newlib(tree, table, automake) -> list[Path]``: wrappers
   ``libc/sys/hermit/<name>.c``, a marked region in ``libc/sys/hermit/syscall.h``,
   ``libc/include/<name>.h`` where needed, a marked ``lib_a_SOURCES +=`` region in
-  ``Makefile.am``, then ``automake(libc/sys/hermit dir)`` regenerates Makefile.in
-  (``None``: the host's automake 1.11, see :mod:`.automake`).
+  ``Makefile.am``, and Makefile.in edited as automake 1.11 writes it (:mod:`.makefile_in`);
+  ``automake(libc/sys/hermit dir)`` runs only when that edit is not sure (``None``: the
+  host's automake 1.11, see :mod:`.automake`).
 - ``cli_main(argv, settings, *, trees=None, automake=None) -> int``: ``doit syscall``.
 
 Both generators work on pristine and on already generated trees, are idempotent,
