@@ -10,10 +10,11 @@ import logging
 from ..errors import ArtifactError, CacheError
 from ..settings import Settings, format_size
 
-logger = logging.getLogger(__name__)
-from .keys import check_key, parse_size
 from .artifact import read_manifest
+from .keys import check_key, parse_size
 from .store import open_caches
+
+logger = logging.getLogger(__name__)
 
 
 # --- CLI
