@@ -24,6 +24,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -268,6 +269,58 @@ def test_hermit_patches_apply_to_libhermit_b27b194(tmp_path: Path) -> None:
     assert "extern mig_params_t mig_params;" in (work / "caves" / "uhyve-migration.h").read_text()
     assert "L1:" not in (work / "usr" / "ircce" / "RCCE_admin.c").read_text()
     assert "HERMIT_LANGUAGES" in (work / "cmake" / "HermitCore.cmake").read_text()
+
+
+def test_hermit_external_projects_build_only_when_their_files_change(tmp_path: Path) -> None:
+    """patches/hermit/0007 on the real cmake/HermitCore-Utils.cmake, with the host's cmake and gcc:
+    an external project without DEPENDS builds once, not again on an unchanged make, again when
+    one of its files or of cmake/ is newer; one with DEPENDS builds on every make."""
+    tree = os.environ.get("HERMITBUILD_TEST_LIBHERMIT")
+    if not tree:
+        pytest.skip("set HERMITBUILD_TEST_LIBHERMIT to a libhermit b27b194 checkout")
+    for tool in ("cmake", "make", "gcc"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    work = tmp_path / "libhermit"
+    shutil.copytree(tree, work, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    apply_series(work, load_recipe(RECIPES / "hermit-bootstrap.yaml", PATCHES, UPSTREAM).patches,
+                 recipe="hermit-bootstrap")
+    proj = tmp_path / "proj"
+    (proj / "ext").mkdir(parents=True)
+    (proj / "ext" / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.7)\nproject(ext C)\nadd_executable(ext main.c)\n"
+        "install(TARGETS ext DESTINATION bin)\n")
+    (proj / "ext" / "main.c").write_text("int main(void) { return 0; }\n")
+    (proj / "CMakeLists.txt").write_text(f"""cmake_minimum_required(VERSION 3.7)
+project(top NONE)
+include(ExternalProject)
+set(HERMIT_ROOT {work})
+set(LOCAL_PREFIX_BASE_DIR ${{CMAKE_BINARY_DIR}}/local_prefix)
+include({work}/cmake/HermitCore-Utils.cmake)
+add_custom_target(kernel ALL COMMAND true)
+build_external(proxy ${{CMAKE_SOURCE_DIR}}/ext "")
+build_external(tests ${{CMAKE_SOURCE_DIR}}/ext kernel)
+""")
+    build = tmp_path / "build"
+    subprocess.run(["cmake", "-S", str(proj), "-B", str(build)], check=True, capture_output=True)
+
+    def built() -> set[str]:
+        out = subprocess.run(["make"], cwd=build, check=True, capture_output=True, text=True).stdout
+        return set(re.findall(r"Performing build step for '(\w+)'", out))
+
+    def newer(path: Path) -> None:  # newer than every stamp the last make wrote
+        time.sleep(0.05)
+        os.utime(path)
+
+    assert built() == {"proxy", "tests"}
+    assert built() == {"tests"}
+    newer(proj / "ext" / "main.c")
+    assert built() == {"proxy", "tests"}
+    assert built() == {"tests"}
+    newer(work / "cmake" / "HermitCore.cmake")
+    assert built() == {"proxy", "tests"}
+    assert (build / "local_prefix" / "usr" / "local" / "bin" / "ext").is_file() or any(
+        (build / "local_prefix").rglob("ext"))
 
 
 # --------------------------------------------------------------------------- newlib patches
