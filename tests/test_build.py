@@ -389,7 +389,11 @@ def test_step_timeout_kills_a_hung_step_which_the_rerun_redoes(world, capsys):
 
 
 SCRIPT = """\
+import signal
 import sys
+# a shell that started the suite in the background leaves SIGINT ignored, and Python then
+# installs no handler of its own: restore it, as a terminal's Ctrl-C would find it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path[:0] = [{root!r}, {tests!r}]
 from helpers_podman import podman_settings
 from hermitbuild import build
