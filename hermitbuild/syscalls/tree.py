@@ -420,6 +420,9 @@ def apply_newlib(tx: Transaction, tree: Path, table: Table,
 
 def _edited_makefile_in(plan: NewlibPlan, makefile_in: Path) -> str | None:
     """Makefile.in edited for the new source list as automake would (None: run automake)."""
+    if not plan.generated_sources:
+        logger.debug("syscalls: the table's last call removed; automake writes lib_a_SOURCES back")
+        return None
     try:
         text = makefile_in.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError):
