@@ -2,10 +2,10 @@
 
 Contract: :func:`update` takes the current Makefile.in text, the source list of the Makefile.am
 it was made from, the hand-written sources of ``lib_a_SOURCES`` (in Makefile.am order) and the
-generated wrappers the table now asks for,
-and returns the Makefile.in automake 1.11 (``--cygnus``) would write for that Makefile.am,
-or ``None`` when it cannot be sure, in which case the caller runs automake itself.  It is
-sure only when the file has exactly the shape automake gives it:
+generated wrappers the table now asks for, and returns the Makefile.in automake 1.11
+(``--cygnus``) would write for the new Makefile.am, or ``None`` when it cannot be sure, in
+which case the caller runs automake itself.  It is sure only when the file has exactly the
+shape automake gives it:
 
 - ``lib_a_SOURCES`` lists exactly the previous Makefile.am's sources: the hand-written ones
   followed by the previously generated ones (``.c`` files only);
