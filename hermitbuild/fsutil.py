@@ -204,7 +204,7 @@ class Transaction:
             self.touched.append(path)
 
     def changed_snapshots(self) -> list[Path]:
-        out = []
+        out: list[Path] = []
         for path, old in self._saved.items():
             try:
                 now = path.read_bytes()
