@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import (build, cache, container, debug, doctor, fetch, gate, image, plan, progress, qemu, sbom,
-               syscalls, toolchain_image, treedigest)
+               syscalls, toolchain_image, treedigest, treewatch)
 from .errors import ConfigError, HermitBuildError
 from .recipe import RecipeSet, load_recipes
 from .settings import Settings, load_settings
@@ -93,6 +93,7 @@ def context() -> tuple[Settings, RecipeSet]:
         setup_logging(verbose=os.environ.get("HERMITBUILD_VERBOSE", "") not in ("", "0"))
         _CONTEXT = load_context(load_settings())
         treedigest.hash_overrides_once_per_run()  # this process is one doit run
+        treewatch.configure(_CONTEXT[0].override_watch_seconds)  # watchers answer for the trees
         treedigest.list_together(_CONTEXT[0].overrides.values())  # taken when first needed
         progress.start_run()
     return _CONTEXT

@@ -22,6 +22,8 @@ Contract:
   processes); a failure names the command that failed, with its stderr's tail.
 - ``output_bytes(argv)`` returns a command's stdout as bytes (stderr kept for the error's
   tail); it logs at DEBUG.
+- ``spawn_detached(argv, log_path=...)`` starts a background process that outlives this one
+  (the override watchers of :mod:`hermitbuild.treewatch`); it logs at DEBUG.
 - ``passthrough=True`` is for interactive programs (a debugger): the child gets this
   terminal and its Ctrl-C; nothing is captured or logged but the command line.
 - Nothing here reads settings or the environment on its own beyond inheriting
@@ -256,6 +258,20 @@ def output_bytes(argv: Sequence[str | os.PathLike], *, cwd: Path | str | None = 
         tail = "\n".join(proc.stderr.decode("utf-8", "replace").splitlines()[-tail_lines:])
         raise CommandError(args, proc.returncode, cwd=cwd, tail=tail, fix=fix)
     return proc.stdout
+
+
+def spawn_detached(argv: Sequence[str | os.PathLike], *, log_path: Path | str,
+                   env: Mapping[str, str] | None = None) -> subprocess.Popen:
+    """Start a background process meant to outlive this one (its own session, stdin from
+    /dev/null, stdout and stderr appended to ``log_path``); logged at DEBUG.  The caller
+    talks to it by other means and never waits for it."""
+    args = [os.fspath(a) for a in argv]
+    logger.debug("$ %s &  (output: %s)", format_argv(args), log_path)
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_fh:
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=log_fh,
+                                env={**os.environ, **(env or {})}, start_new_session=True,
+                                close_fds=True)
 
 
 def pipeline(first: Sequence[str | os.PathLike], second: Sequence[str | os.PathLike], *,

@@ -74,6 +74,7 @@ class Settings:
     jobs: int = 0  # 0: number of CPUs
     step_timeout: str = "0"  # a build step running longer is killed: 45s, 90m, 3h; 0 = no limit
     overrides: Mapping[str, Path] = field(default_factory=dict)
+    override_watch: str = "4h"  # how long an override's watcher waits unasked; 0 = no watchers
     gcc_variant: str = "upstream"
     gdb_variant: str = "13.1"  # 13.1 (a current GDB, proven by a build) or 8.0 (the guide's, 'g' patch)
     hermit_languages: tuple[str, ...] = ("C", "CXX")
@@ -157,6 +158,11 @@ class Settings:
         return seconds or None
 
     @property
+    def override_watch_seconds(self) -> float:
+        """``override_watch`` in seconds (0: no watchers)."""
+        return parse_duration(self.override_watch) or 0.0
+
+    @property
     def parallel_jobs(self) -> int:
         return self.jobs if self.jobs > 0 else (os.cpu_count() or 1)
 
@@ -231,6 +237,7 @@ _BOOL_FIELDS = {"offline", "smoke_gate", "ccache"}
 _INT_FIELDS = {"jobs"}
 _LIST_FIELDS = {"mirrors", "runtime_options", "hermit_languages", "skip"}
 _STR_FIELDS = {"target", "runtime", "base_image", "gcc_variant", "gdb_variant", "remote_cache", "kvm", "step_timeout",
+               "override_watch",
                "download_stall", "download_min_rate", "download_deadline",
                "remote_cache_mode", "remote_cache_token_env", "cache_max_size", "image_base", "image_name"}
 _MAP_FIELDS = {"overrides"}
@@ -319,7 +326,7 @@ def _check_type(name: str, value: Any, file: Path | None, line: int | None,
         if not isinstance(value, str) or not value:
             raise bad("a directory path", "/opt/hermit")
         return value
-    if name in ("step_timeout", "gdb_variant") and isinstance(value, (int, float)) \
+    if name in ("step_timeout", "gdb_variant", "override_watch") and isinstance(value, (int, float)) \
             and not isinstance(value, bool):
         return str(value)  # plain seconds; a version written without quotes
     if not isinstance(value, str):
@@ -359,6 +366,10 @@ def _validate(kwargs: Mapping[str, Any], where: Callable[[str], dict[str, Any]])
         raise ConfigError(f"step_timeout must be a duration, got {kwargs['step_timeout']!r}",
                           "write e.g. `step_timeout: 3h` (or 90m, 600s; 0 for no limit)",
                           **where("step_timeout"))
+    if parse_duration(kwargs.get("override_watch", "4h")) is None:
+        raise ConfigError(f"override_watch must be a duration, got {kwargs['override_watch']!r}",
+                          "write e.g. `override_watch: 4h` (or 30m, 600s; 0 for no watchers)",
+                          **where("override_watch"))
     if kwargs.get("remote_cache_mode", "off") not in REMOTE_MODES:
         raise ConfigError(f"remote_cache_mode must be one of {', '.join(REMOTE_MODES)}, "
                           f"got {kwargs['remote_cache_mode']!r}",

@@ -22,6 +22,10 @@ Contract:
 - Read-only mode (:func:`digest_caches_read_only`, doit's uptodate checks): no file is
   written; what would be is kept until :func:`write_pending_digest_caches` (the next
   action).  Cache files are caches only: unreadable ones are ignored, failed writes logged.
+- With a watcher (:mod:`hermitbuild.treewatch`, the ``override_watch`` setting) there is a layer
+  before both: the digest the watcher kept for its current generation, with no listing at all.
+  A digest computed after the watcher gave generation G is recorded for G unless the listing
+  shows a hard-linked regular file (an edit through the other link would not be seen).
 - :func:`prefetch_listings` takes several roots' listings side by side (0.73 s instead of 1.04 s for
   GCC, binutils and libhermit here); each is used once.  The doit entry point names the overrides with
   :func:`list_together` (a syscall command names only the overrides of the trees it edits); the first
@@ -39,12 +43,15 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import time
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from . import treewatch
 from .errors import CommandError
 from .fsutil import read_json, sha256_file, write_atomic
 from .runner import output_bytes
@@ -53,10 +60,13 @@ logger = logging.getLogger(__name__)
 
 SKIP_NAMES = frozenset({".git"})
 _RACY_NS = 2_000_000_000  # files modified this recently are never taken from a digest cache
-FINGERPRINT_FORMAT = 1
+FINGERPRINT_FORMAT = 2
 # ctime first: it is never older than any other change of the entry, so the newest ctime
-# says whether the listing is racy; fields end in NUL so that no name can fake a field
-_FIND_FORMAT = r"%C@ %T@ %y %s %i %m\0%P\0%l\0"
+# says whether the listing is racy; fields end in NUL so that no name can fake a field;
+# the link count last (a hard-linked file keeps a tree from being trusted to its watcher)
+_FIND_FORMAT = r"%C@ %T@ %y %s %i %m %n\0%P\0%l\0"
+# a regular file with more than one link; a name that looks like one only makes this wary
+_HARD_LINKED = re.compile(rb"(?:\A|\0)[0-9.+-]+ [0-9.+-]+ f \d+ \d+ [0-7]+ (?!1\0)\d+\0")
 
 _READ_ONLY = False  # inside uptodate checks: the digest caches are read, never written
 _PENDING: dict[Path, dict] = {}  # what those checks would have written
@@ -87,9 +97,18 @@ def tree_names(src: Path) -> str:
     return hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def listing_fingerprint(root: Path) -> tuple[str, bool] | None:
-    """(sha256 of ``find``'s listing of ``root``, whether an entry changed in the last 2 s),
-    or None when ``find`` cannot list it (the caller hashes the slow way)."""
+@dataclass(frozen=True)
+class Listing:
+    """What one ``find`` of a tree said."""
+
+    fingerprint: str  # sha256 of the listing
+    racy: bool  # an entry changed in the last 2 s
+    hard_links: bool  # a regular file has more than one link
+
+
+def listing_fingerprint(root: Path) -> Listing | None:
+    """The :class:`Listing` of ``root``, or None when ``find`` cannot list it (the caller
+    hashes the slow way)."""
     argv = ["find", str(root), "-mindepth", "1"]
     for name in sorted(SKIP_NAMES):
         argv += ["-name", name, "-prune", "-o"]
@@ -110,10 +129,11 @@ def listing_fingerprint(root: Path) -> tuple[str, bool] | None:
         else:
             newest = int(seconds) * 1_000_000_000 + int(fraction[:9].ljust(9, b"0"))
             racy = time.time_ns() - newest <= _RACY_NS
-    return hashlib.sha256(data).hexdigest(), racy
+    return Listing(hashlib.sha256(data).hexdigest(), racy, _HARD_LINKED.search(data) is not None)
 
 
-_LISTINGS: dict[str, tuple[str, bool] | None] = {}  # root -> listing, taken ahead by prefetch_listings
+_LISTINGS: dict[str, Listing | None] = {}  # root -> listing, taken ahead by prefetch_listings
+_STATUSES: dict[str, treewatch.Status | None] = {}  # root -> its watcher's word, asked ahead
 _WANTED: list[Path] = []  # roots whose listings the first override digest takes side by side
 
 
@@ -124,14 +144,18 @@ def list_together(roots: Iterable[Path]) -> None:
 
 
 def prefetch_listings(roots: Iterable[Path]) -> None:
-    """Take the listings of ``roots`` now, all at once (one ``find`` each, side by side: the
+    """Ask the watchers of ``roots`` (:mod:`hermitbuild.treewatch`), then take the listings of
+    those whose watcher kept no digest, all at once (one ``find`` each, side by side: the
     processes overlap on the cores and the disk); the next :func:`dir_digest` of each root
-    uses its listing once."""
+    uses its answer and listing once."""
     wanted = [Path(r) for r in dict.fromkeys(str(r) for r in roots) if Path(r).is_dir()]
     if not wanted:
         return
     with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
-        for root, listing in zip(wanted, pool.map(listing_fingerprint, wanted)):
+        for root, status in zip(wanted, pool.map(treewatch.ask, wanted)):
+            _STATUSES[str(root)] = status
+        unknown = [r for r in wanted if _STATUSES[str(r)] is None or _STATUSES[str(r)].digest is None]
+        for root, listing in zip(unknown, pool.map(listing_fingerprint, unknown)):
             _LISTINGS[str(root)] = listing
 
 
@@ -142,20 +166,26 @@ def _fingerprint_file(cache_file: Path) -> Path:
 def dir_digest(root: Path, cache_file: Path | None = None) -> str:
     """Content hash of a directory tree; see the module docstring."""
     if cache_file is None:
-        listing = None
-    elif str(root) in _LISTINGS:
-        listing = _LISTINGS.pop(str(root))
-    else:
-        listing = listing_fingerprint(root)
-    if cache_file is not None and listing is not None:
+        return _walk_digest(root, None)
+    # the watcher first (before any listing: what changes after its answer moves its generation)
+    status = _STATUSES.pop(str(root)) if str(root) in _STATUSES else treewatch.ask(root)
+    if status is not None and status.digest is not None:
+        _LISTINGS.pop(str(root), None)
+        return status.digest
+    listing = _LISTINGS.pop(str(root)) if str(root) in _LISTINGS else listing_fingerprint(root)
+    digest = None
+    if listing is not None:
         kept = read_json(_fingerprint_file(cache_file)) or {}
         if (kept.get("format") == FINGERPRINT_FORMAT and kept.get("root") == str(root)
-                and kept.get("fingerprint") == listing[0] and isinstance(kept.get("digest"), str)):
-            return kept["digest"]
-    digest = _walk_digest(root, cache_file)
-    if cache_file is not None and listing is not None and not listing[1]:
-        _store(_fingerprint_file(cache_file), {"format": FINGERPRINT_FORMAT, "root": str(root),
-                                               "fingerprint": listing[0], "digest": digest})
+                and kept.get("fingerprint") == listing.fingerprint and isinstance(kept.get("digest"), str)):
+            digest = kept["digest"]
+    if digest is None:
+        digest = _walk_digest(root, cache_file)
+        if listing is not None and not listing.racy:
+            _store(_fingerprint_file(cache_file), {"format": FINGERPRINT_FORMAT, "root": str(root),
+                                                   "fingerprint": listing.fingerprint, "digest": digest})
+    if status is not None and listing is not None and not listing.hard_links:
+        treewatch.record(status, digest)
     return digest
 
 
