@@ -20,6 +20,9 @@ Contract:
   ``PATH={prefix}/bin:{tools}/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin``
   (a recipe or step ``env`` may override it), then the recipe's and the step's env.
   Network off; the invoking user's uid:gid.  ``{jobs}`` = ``settings.parallel_jobs``.
+  A marker (``<stamps>/steps/<name>/container.json``) lives while a step's container runs;
+  one left by a killed client makes the next run remove the recipe's labelled containers
+  first (:func:`hermitbuild.container.remove_labelled`): no runtime call otherwise.
 
 - Logs and console: every step writes ``<logs>/<name>/<step>.log`` (started
   afresh by every attempt of the step); :func:`hermitbuild.progress.step_line` prints one line per step:
@@ -407,7 +410,10 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
     epoch = source_date_epoch(recipe, recipes, settings)
     mounts = mounts_for(recipe, settings, src, build)
     labels = container_labels(name, settings)
-    container.remove_labelled(labels, settings)
+    marker = sdir / "container.json"  # only a killed client leaves it: its container may still run
+    if marker.exists():
+        container.remove_labelled(labels, settings)
+        marker.unlink()
     compiler_id = ""
     if settings.ccache:
         ensure_writable_dir(settings.ccache_root, "ccache_dir", ConfigError)
@@ -449,6 +455,7 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
         log.write_text("", encoding="utf-8")
         start = time.monotonic()
         limit = settings.step_timeout_seconds
+        write_json(marker, {"step": step.name, "labels": dict(labels)})
         try:
             with live_step(label, log, history(name, settings).get(step.name)):
                 result = container.run_in_container(recipe.image, argv, settings, cwd=cwd, mounts=mounts,
@@ -464,6 +471,7 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
                              fix=f"read {log} to see where it hung; if the step is just slow, raise "
                              "step_timeout (hermitbuild.yaml or HERMITBUILD_STEP_TIMEOUT) and re-run: "
                              "finished steps are not redone") from None
+        marker.unlink()  # the container is gone (run with --rm, waited for)
         seconds = time.monotonic() - start
         if result.returncode != 0:
             step_line(f"{label} FAILED after {seconds:.1f}s (log: {log})")

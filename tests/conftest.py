@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from hermitbuild.settings import Settings  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Override watchers started by `doit` commands under test go away a minute after their
+    last question (the shipped 4 h would keep them through the rest of the suite)."""
+    os.environ.setdefault("HERMITBUILD_OVERRIDE_WATCH", "60s")
 
 
 @pytest.fixture

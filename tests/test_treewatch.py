@@ -223,3 +223,15 @@ def test_mountinfo_names_this_file_system(tmp_path: Path) -> None:
     kind = treewatch.fs_type(tmp_path)
     assert kind is not None and kind.isprintable()
     assert treewatch.fs_type(Path("/proc/self")) == "proc"
+
+
+def test_the_setting_is_a_duration_and_zero_turns_watching_off(tmp_path: Path) -> None:
+    from hermitbuild.errors import ConfigError
+    from hermitbuild.settings import load_settings
+
+    assert load_settings(environ={}).override_watch_seconds == 4 * 3600  # the shipped default
+    assert load_settings(environ={"HERMITBUILD_OVERRIDE_WATCH": "0"}).override_watch_seconds == 0
+    assert load_settings(environ={"HERMITBUILD_OVERRIDE_WATCH": "90s"}).override_watch_seconds == 90
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ={"HERMITBUILD_OVERRIDE_WATCH": "soon"})
+    assert "override_watch" in str(exc.value) and "0 for no watchers" in str(exc.value)
