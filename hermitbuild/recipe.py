@@ -29,6 +29,10 @@ The schema (every key; unknown keys are errors)::
     ignores_syscalls: false     # true: the syscall table cannot change what this recipe
                                 # builds, so its dependencies' keys enter its key as if the
                                 # table were empty (adding a system call does not rebuild it)
+    provides_compiler: false    # true: installs a compiler, assembler or linker the recipes
+                                # built on it run; only such dependencies enter the compiler
+                                # identity ccache checks (headers and libraries a dependency
+                                # installs are hashed by ccache itself when a compile reads them)
     replaces: [gcc-stage1]      # dependencies whose files this recipe installs again, on purpose
                                 # (it is installed after them, so its copies are the ones kept)
     drop_files: [{target}/include/pthread.h]  # paths (under the install root; * and ? match)
@@ -97,7 +101,7 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _PATCH_RE = re.compile(r"^(\d{4})-[A-Za-z0-9._+-]+\.patch$")
 
 RECIPE_KEYS = {"name", "version", "description", "license", "license_note", "image", "depends", "install_root",
-               "build_in_source", "incremental", "syscalls", "ignores_syscalls", "tree_from", "override_from", "build_from",
+               "build_in_source", "incremental", "syscalls", "ignores_syscalls", "provides_compiler", "tree_from", "override_from", "build_from",
                "patch_dir",
                "patch_strip", "source_date_epoch", "env", "sources", "steps", "variants",
                "variant_setting", "drop_files", "replaces"}
@@ -189,6 +193,7 @@ class Recipe:
     incremental: bool = False
     syscalls: str = "none"
     ignores_syscalls: bool = False
+    provides_compiler: bool = False  # its keys enter the ccache compiler identity of recipes on it
     tree_from: str | None = None
     override_from: str | None = None  # whose source override (setting `overrides`) this tree takes
     build_from: str | None = None  # continue in this recipe's build directory (see hermitbuild.steps)
@@ -648,6 +653,7 @@ def load_recipe(path: Path, patches_root: Path, settings_values: Mapping[str, An
         build_in_source=_bool(c, merged, "build_in_source", "", False),
         incremental=_bool(c, merged, "incremental", "", False),
         syscalls=syscalls, ignores_syscalls=ignores_syscalls, tree_from=tree_from,
+        provides_compiler=_bool(c, merged, "provides_compiler", "", False),
         override_from=override_from, build_from=build_from,
         patch_dir=patch_dir,
         source_date_epoch=_int(c, merged, "source_date_epoch", "", None),

@@ -80,8 +80,9 @@ Contract:
   root, ``CCACHE_NOHASHDIR``, ``STAGE_CC_WRAPPER=ccache`` (GCC's top-level Makefile puts it
   before its target compilers, the ``xgcc``/``xg++`` of the build tree that compile libgcc and
   libstdc++: no link in ``/usr/lib/ccache`` names them), ``CCACHE_COMPILERCHECK=string:<id>`` with the id of
-  :func:`hermitbuild.cache.keys.compiler_identity` (the image and the dependencies' keys: a
-  cross compiler rebuilt from the same inputs keeps its hits, whatever its files' mtimes);
+  :func:`hermitbuild.cache.keys.compiler_identity` (the image and the keys of the dependencies
+  that provide compilers, ``provides_compiler``: a cross compiler rebuilt from the same inputs
+  keeps its hits, whatever its files' mtimes);
   each recipe's counters are logged to
   ``<work>/<name>/ccache-stats.log`` and summarised by :func:`ccache_summary`.
 """

@@ -272,8 +272,9 @@ def test_a_new_syscall_rebuilds_newlib_and_hermit_but_not_the_compilers(tmp_path
 
 def test_compiler_identity_follows_the_compilers_not_the_syscall_table(tmp_path: Path) -> None:
     """ccache's compiler check (keys.compiler_identity): newlib's is the same after a table
-    change and after a rebuild from the same inputs, and another when gcc stage 1's patches
-    change (a cc1-only change leaves the driver's bytes, and so ccache's own content check, alone)."""
+    change, after a rebuild from the same inputs and after an edit of libhermit (whose headers
+    ccache hashes itself), and another when gcc stage 1's patches change (a cc1-only change
+    leaves the driver's bytes, and so ccache's own content check, alone)."""
     import shutil
     from hermitbuild.cache.keys import compiler_identity
     from hermitbuild.recipe import load_recipes
@@ -297,6 +298,12 @@ def test_compiler_identity_follows_the_compilers_not_the_syscall_table(tmp_path:
                      "    params: [const char *oldpath, const char *newpath]\n"
                      "    kernel: {stub: 0}\n    newlib: reentrant\n    header: stdio.h\n")
     assert ids() == before, "a syscall table change is not a new compiler"
+    kernel = sorted((work / "patches" / "hermit").glob("0001-*.patch"))[0]
+    kernel.write_text(kernel.read_text() + "\n")  # libhermit edited: hermit-bootstrap is rebuilt
+    edited = ids()
+    assert edited["newlib"] == before["newlib"], "newlib's compilers are binutils and gcc stage 1 only"
+    assert edited["hermit"] != before["hermit"], "hermit's compiler, the final gcc, is rebuilt"
+    before = edited
     series = sorted((work / "patches" / "gcc" / "12.2.0").glob("0005-*.patch"))[0]
     series.write_text(series.read_text() + "\n")  # a changed patch: another cc1
     after = ids()

@@ -347,3 +347,11 @@ def test_real_recipes_declare_their_replacements_and_drops():
     assert "{target}/include/pthread.h" in real["newlib"].drop_files
     for name in ("binutils", "gcc-stage1", "gcc", "newlib"):
         assert "share/info/dir" in real[name].drop_files, name
+
+def test_provides_compiler_in_the_real_set_and_its_type(real: RecipeSet, tmp_path: Path) -> None:
+    assert {n for n in real.order if real[n].provides_compiler} == {"binutils", "gcc-stage1", "gcc"}
+    text = GOOD.format(name="a", depends="[]", commit=COMMIT) + "provides_compiler: sometimes\n"
+    path = write(tmp_path / "r", "a", text)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path, tmp_path / "p")
+    assert_names(err.value, path, "provides_compiler", line_of(path, "provides_compiler:"))

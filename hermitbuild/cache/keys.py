@@ -191,13 +191,17 @@ def definition_key(name: str, recipes: RecipeSet, settings: Settings) -> str:
 
 def compiler_identity(name: str, recipes: RecipeSet, settings: Settings) -> str:
     """What decides the compilers a recipe's build runs: its build image (the host compiler)
-    and its dependencies' keys (the cross compiler and the libraries it links, with every tree
-    as the empty syscall table leaves it), but not the recipe's own tree or definition.
+    and the keys of its dependencies marked ``provides_compiler`` (the cross binutils and
+    compiler, with every tree as the empty syscall table leaves it), but not the recipe's own
+    tree or definition, nor dependencies that only install headers and libraries (ccache
+    hashes every header a compile reads, and a compile links nothing): an edit of libhermit
+    rebuilds newlib with ccache hits.
 
     ccache checks compilers by this string instead of their mtimes (``compiler_check``): a
     cross compiler rebuilt from the same inputs (a wiped cache, another checkout) is the same
     compiler, and its objects are hits; a changed one (a patch to cc1 that leaves the driver's
     bytes alone, too) is another compiler."""
     inputs = _key(recipes[name], recipes, settings, empty_table=True)[1]
+    compilers = {dep: key for dep, key in inputs["deps"].items() if recipes[dep].provides_compiler}
     return hashlib.sha256(canonical_json({"image": inputs["image"], "target": inputs["target"],
-                                          "deps": inputs["deps"]}).encode("ascii")).hexdigest()
+                                          "compilers": compilers}).encode("ascii")).hexdigest()
