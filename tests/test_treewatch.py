@@ -43,11 +43,10 @@ def run_dir(monkeypatch) -> Iterator[Path]:
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "src"
-    (root / "gcc" / "config").mkdir(parents=True)
-    (root / "gcc" / "config" / "hermit.h").write_text("#define HERMIT 1\n")
-    (root / "configure").write_text("#!/bin/sh\n")
-    (root / ".git").mkdir()
-    (root / ".git" / "index").write_text("index\n")
+    for rel, text in {"gcc/config/hermit.h": "#define HERMIT 1\n", "configure": "#!/bin/sh\n",
+                      ".git/index": "index\n"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
     return root
 
 
