@@ -6,7 +6,8 @@ on exceptions; a lock another process holds is waited for with a warning saying 
 :func:`is_inside` is the one "is this path inside that root" rule and
 :func:`is_safe_relpath` the one "does this relative path stay inside" rule;
 :func:`sha256_file`, :func:`rmtree`, :func:`read_json` / :func:`write_json` (stamps) are
-the shared helpers of that name.  :func:`read_text` reads a UTF-8 file or raises a located error
+the shared helpers of that name; :func:`discard` is :func:`rmtree` without waiting (rename
+now, delete in a thread).  :func:`read_text` reads a UTF-8 file or raises a located error
 naming the file (and the line of a byte that is not UTF-8).  :func:`ensure_writable_dir`
 creates a directory and proves it writable, or raises a located error naming the setting.  :func:`write_atomic` writes a
 file through a temp file + rename; :class:`Transaction` makes a set of such writes (and
@@ -17,12 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -63,6 +67,37 @@ def rmtree(path: Path) -> None:
         path.unlink()
     elif path.exists():
         shutil.rmtree(path, onerror=onerror)
+
+
+_DISCARDS: list[threading.Thread] = []
+
+
+def discard(path: Path) -> None:
+    """Remove ``path`` as :func:`rmtree` does, without waiting for it: it is renamed to a hidden
+    sibling (``.<name>.discard-<random>``, one atomic rename: ``path`` is free at once) that a
+    thread deletes while the caller goes on (a stage or build directory emptied while the next
+    step's container starts).  Siblings a killed process left behind go the same way.  Threads
+    are not daemons: the process waits for them before it exits; :func:`wait_discards` waits
+    now.  When the rename fails the tree is removed here and now."""
+    leftovers = list(path.parent.glob(f".{glob.escape(path.name)}.discard-*"))
+    if path.exists() or path.is_symlink():
+        tmp = path.with_name(f".{path.name}.discard-{secrets.token_hex(4)}")
+        try:
+            os.rename(path, tmp)
+        except OSError:
+            rmtree(path)
+        else:
+            leftovers.append(tmp)
+    for old in leftovers:
+        thread = threading.Thread(target=rmtree, args=(old,), name=f"discard {old.name}")
+        thread.start()
+        _DISCARDS.append(thread)
+
+
+def wait_discards() -> None:
+    """Wait until every tree :func:`discard` handed to a thread is gone."""
+    while _DISCARDS:
+        _DISCARDS.pop().join()
 
 
 def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:

@@ -102,7 +102,7 @@ from .cache import keys
 from .progress import history, live_step, remember, step_line
 from .errors import BuildError, CommandError, ConfigError, ContainerError
 from .recipe import Recipe, RecipeSet, Step
-from .fsutil import ensure_writable_dir, file_lock, is_inside, read_json, rmtree, write_json
+from .fsutil import discard, ensure_writable_dir, file_lock, is_inside, read_json, rmtree, wait_discards, write_json
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build:
     if not any_state and not borrowed and build.exists():
         # nothing vouches for this directory (a build_from recipe built in it from scratch and
         # removed this recipe's stamps, or it was left by hand): start from an empty one
-        rmtree(build)
+        discard(build)
     reset = False
     skip_configure = False
     stage = stage_dir(recipe.name, settings)
@@ -334,9 +334,9 @@ def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build:
             (sdir / f"{s.name}.json").unlink(missing_ok=True)
         (sdir / "running.json").unlink(missing_ok=True)
         (sdir / "incremental.json").unlink(missing_ok=True)
-        rmtree(stage)
+        discard(stage)  # deleted while the next step's container starts
         if reset and not borrowed:
-            rmtree(build)
+            discard(build)
         if skip_configure:
             write_json(sdir / "incremental.json", {"key": key, "build": str(build)})
             stage.mkdir(parents=True, exist_ok=True)
@@ -440,7 +440,7 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
         if i == 0 and recipe.build_from and not borrowed:
             # building from the first step in another recipe's directory: what is there is
             # stale, and that recipe's stamps must no longer vouch for it
-            rmtree(build)
+            discard(build)
             for stamp in steps_dir(recipe.build_from, settings).glob("*.json"):
                 stamp.unlink()
         if i == 0 or not build.is_dir():
@@ -498,6 +498,7 @@ def _run(recipe: Recipe, recipes: RecipeSet, settings: Settings, *, key: str, de
         remember(name, step.name, seconds, log, settings)
         step_line(f"{label} done in {seconds:.1f}s")
     (sdir / "running.json").unlink(missing_ok=True)
+    wait_discards()  # the old stage or build directory, deleted meanwhile
 
 
 # --------------------------------------------------------------------------- ccache

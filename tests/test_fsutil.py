@@ -1,0 +1,48 @@
+"""fsutil.discard: a tree removed without waiting, nothing left once waited for."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hermitbuild.fsutil import discard, wait_discards
+
+
+def _tree(root: Path) -> Path:
+    (root / "stage" / "lib" / "ro").mkdir(parents=True)
+    for i in range(200):
+        (root / "stage" / "lib" / f"f{i}.o").write_bytes(b"x" * i)
+    (root / "stage" / "lib" / "ro" / "kept.h").write_text("int x;\n")
+    (root / "stage" / "lib" / "ro").chmod(0o555)  # read-only inside: rmtree's rule applies
+    return root / "stage"
+
+
+def test_the_path_is_free_at_once_and_gone_after_the_wait(tmp_path: Path) -> None:
+    stage = _tree(tmp_path)
+    discard(stage)
+    assert not stage.exists()
+    stage.mkdir()  # the next step's fresh stage, while the old one is deleted
+    (stage / "new").write_text("new\n")
+    wait_discards()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage"]
+    assert [p.name for p in stage.iterdir()] == ["new"]
+
+
+def test_leftovers_of_a_killed_run_go_too(tmp_path: Path) -> None:
+    left = tmp_path / ".stage.discard-dead0000"
+    (left / "sub").mkdir(parents=True)
+    (left / "sub" / "f").write_text("left behind\n")
+    discard(tmp_path / "stage")  # nothing to discard but the leftover
+    wait_discards()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_is_removed_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep").write_text("keep\n")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    discard(link)
+    wait_discards()
+    assert not os.path.lexists(link) and (target / "keep").read_text() == "keep\n"
