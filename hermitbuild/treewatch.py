@@ -290,6 +290,24 @@ class _Watcher:
         return {"watcher": self.id, "generation": self.generation, "digest": self.digest}
 
 
+def _serve_one(server: socket.socket, watcher: _Watcher) -> None:
+    """Read one question (a JSON line) and answer it."""
+    conn, _ = server.accept()
+    with conn:
+        conn.settimeout(_ANSWER_TIMEOUT)
+        data = b""
+        while not data.endswith(b"\n") and len(data) < 65536:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        try:
+            request = json.loads(data)
+        except ValueError:
+            return
+        conn.sendall(json.dumps(watcher.answer(request)).encode() + b"\n")
+
+
 def serve(root: Path, sock_path: Path, idle: float) -> str:
     """Watch ``root`` and answer on ``sock_path`` until a reason to stop; returns the reason."""
     watcher = _Watcher(root)
@@ -309,20 +327,10 @@ def serve(root: Path, sock_path: Path, idle: float) -> str:
                 if key.data == "events":
                     watcher.drain()
                     continue
-                conn, _ = server.accept()
-                with conn:
-                    conn.settimeout(_ANSWER_TIMEOUT)
-                    data = b""
-                    while not data.endswith(b"\n") and len(data) < 65536:
-                        chunk = conn.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
-                    try:
-                        request = json.loads(data)
-                    except ValueError:
-                        continue
-                    conn.sendall(json.dumps(watcher.answer(request)).encode() + b"\n")
+                try:
+                    _serve_one(server, watcher)
+                except OSError:  # a client that went away (Ctrl-C of its run): the next one asks
+                    pass
                 last_asked = time.monotonic()
             if time.monotonic() - last_asked > idle:
                 return f"nobody asked for {idle:.0f} s"

@@ -234,3 +234,17 @@ def test_the_setting_is_a_duration_and_zero_turns_watching_off(tmp_path: Path) -
     with pytest.raises(ConfigError) as exc:
         load_settings(environ={"HERMITBUILD_OVERRIDE_WATCH": "soon"})
     assert "override_watch" in str(exc.value) and "0 for no watchers" in str(exc.value)
+
+
+def test_a_client_that_goes_away_does_not_stop_the_watcher(run_dir: Path, tree: Path) -> None:
+    import socket
+
+    first = treewatch.ask(tree)
+    assert first is not None
+    sock_path = next(run_dir.glob("*.sock"))
+    for request in (b"", b"not json\n", b'{"ask": true'):  # hung up early, garbage, cut short
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(str(sock_path))
+            conn.sendall(request)
+    again = treewatch.ask(tree)
+    assert again is not None and again.watcher == first.watcher
