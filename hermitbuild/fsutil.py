@@ -70,26 +70,42 @@ def rmtree(path: Path) -> None:
 
 
 _DISCARDS: list[threading.Thread] = []
+# hidden siblings a thread of this process is deleting: a later discard of the same path
+# (a reset, then the step's own fresh start) must not hand them to a second thread
+_DISCARDING: set[Path] = set()
+_DISCARD_LOCK = threading.Lock()
+
+
+def _delete(tmp: Path) -> None:
+    try:
+        rmtree(tmp)
+    finally:
+        with _DISCARD_LOCK:
+            _DISCARDING.discard(tmp)
 
 
 def discard(path: Path) -> None:
     """Remove ``path`` as :func:`rmtree` does, without waiting for it: it is renamed to a hidden
     sibling (``.<name>.discard-<random>``, one atomic rename: ``path`` is free at once) that a
     thread deletes while the caller goes on (a stage or build directory emptied while the next
-    step's container starts).  Siblings a killed process left behind go the same way.  Threads
-    are not daemons: the process waits for them before it exits; :func:`wait_discards` waits
-    now.  When the rename fails the tree is removed here and now."""
-    leftovers = list(path.parent.glob(f".{glob.escape(path.name)}.discard-*"))
-    if path.exists() or path.is_symlink():
-        tmp = path.with_name(f".{path.name}.discard-{secrets.token_hex(4)}")
-        try:
-            os.rename(path, tmp)
-        except OSError:
-            rmtree(path)
-        else:
-            leftovers.append(tmp)
+    step's container starts).  Siblings a killed process left behind go the same way; those a
+    thread of this process is already deleting are left to it.  Threads are not daemons: the
+    process waits for them before it exits; :func:`wait_discards` waits now.  When the rename
+    fails the tree is removed here and now."""
+    with _DISCARD_LOCK:
+        leftovers = [old for old in path.parent.glob(f".{glob.escape(path.name)}.discard-*")
+                     if old not in _DISCARDING]
+        if path.exists() or path.is_symlink():
+            tmp = path.with_name(f".{path.name}.discard-{secrets.token_hex(4)}")
+            try:
+                os.rename(path, tmp)
+            except OSError:
+                rmtree(path)
+            else:
+                leftovers.append(tmp)
+        _DISCARDING.update(leftovers)
     for old in leftovers:
-        thread = threading.Thread(target=rmtree, args=(old,), name=f"discard {old.name}")
+        thread = threading.Thread(target=_delete, args=(old,), name=f"discard {old.name}")
         thread.start()
         _DISCARDS.append(thread)
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
+import pytest
+
+from hermitbuild import fsutil
 from hermitbuild.fsutil import discard, wait_discards
 
 
@@ -46,3 +50,29 @@ def test_a_symlink_is_removed_not_followed(tmp_path: Path) -> None:
     discard(link)
     wait_discards()
     assert not os.path.lexists(link) and (target / "keep").read_text() == "keep\n"
+
+
+def test_a_tree_being_deleted_is_not_handed_to_a_second_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reset discards the build directory, then the step's fresh start discards the same
+    path again while the first thread still deletes: each hidden sibling is deleted once."""
+    release = threading.Event()
+    deleted: list[str] = []
+    real = fsutil.rmtree
+
+    def slow_rmtree(path: Path) -> None:
+        deleted.append(path.name)
+        release.wait(10)
+        real(path)
+
+    monkeypatch.setattr(fsutil, "rmtree", slow_rmtree)
+    build = tmp_path / "build"
+    (build / "obj").mkdir(parents=True)
+    discard(build)  # the first thread now holds .build.discard-X, blocked
+    build.mkdir()
+    (build / "again").write_text("x\n")
+    discard(build)  # a second tree: its own thread, not a second one for the first
+    release.set()
+    wait_discards()
+    assert len(deleted) == 2 and len(set(deleted)) == 2, deleted
+    assert list(tmp_path.iterdir()) == []
