@@ -59,7 +59,10 @@ Contract:
     would find the same files), steps marked
     ``incremental: skip`` are left out (a later step, ``make install``, builds what
     changed) and the others re-run, so make rebuilds only what changed (the
-    prepared tree keeps unchanged files' mtimes);
+    prepared tree keeps unchanged files' mtimes).  An incremental recipe's finished build of
+    another definition is not deleted but parked (:mod:`hermitbuild.buildpark`, one slot per
+    recipe); when that definition is built again (an override edit put back, then a table
+    change) its build directory comes back and the rebuild is incremental as above;
   * a build directory or stage that disappeared invalidates all stamps;
   * before any step runs, containers of this recipe and workspace left behind
     by a killed client (labels ``hermitbuild.recipe``/``hermitbuild.work``) are
@@ -96,7 +99,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from . import container, fetch
+from . import buildpark, container, fetch
 from .treedigest import tree_names
 from .cache import keys
 from .progress import history, live_step, remember, step_line
@@ -281,6 +284,15 @@ def _stamp_build(stamp: Mapping[str, object], own: Path) -> str:
     return str(stamp.get("build") or own)
 
 
+def _park(recipe: Recipe, settings: Settings, build: Path, stamps: list[dict | None], defkey: str) -> bool:
+    """Park the finished build of another definition (:mod:`hermitbuild.buildpark`); True when
+    the build parked for ``defkey`` is back in ``build``."""
+    defkeys = {s.get("defkey") if s else None for s in stamps}
+    old = defkeys.pop() if len(defkeys) == 1 else None
+    return buildpark.swap(work_dir(recipe.name, settings) / "parked", build, steps_dir(recipe.name, settings),
+                          old if isinstance(old, str) else None, defkey, [s.name for s in recipe.steps])
+
+
 def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build: Path | None = None,
                borrowed: int = 0, src: Path | None = None) -> list[bool]:
     """Which steps are done already; wipes the build dir when it cannot be trusted.
@@ -315,10 +327,15 @@ def plan_steps(recipe: Recipe, settings: Settings, key: str, defkey: str, build:
         foreign.append(running)
     if not reset and foreign:
         same_definition = all(s.get("defkey") == defkey for s in foreign)
-        if (recipe.incremental and not recipe.build_in_source and same_definition and running is None
-                and not borrowed):
+        kept = recipe.incremental and not recipe.build_in_source and running is None and not borrowed
+        if kept and same_definition:
             skip_configure = True
             logger.info("%s: only the source tree changed; incremental rebuild in %s", recipe.name, build)
+        elif kept and _park(recipe, settings, build, stamps, defkey):
+            skip_configure = True
+            stamps = [read_json(sdir / f"{s.name}.json") for s in recipe.steps]
+            logger.info("%s: the definition is one built before; incremental rebuild in its build "
+                        "directory %s", recipe.name, build)
         else:
             reset = True
             logger.info("%s: inputs changed; starting from a clean build directory", recipe.name)

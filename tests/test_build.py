@@ -139,6 +139,53 @@ def test_incremental_tree_change_keeps_build_dir_and_skips_configure(tmp_path):
     assert not d.exists()
 
 
+def _finished(s: Settings, key: str, defkey: str, marker: str) -> Path:
+    d = build.build_dir("demo", s)
+    d.mkdir(parents=True, exist_ok=True)
+    build.stage_dir("demo", s).mkdir(parents=True, exist_ok=True)
+    (d / "Makefile").write_text(marker)
+    for i, step in enumerate(("configure", "build", "install")):
+        _stamp(s, step, i, key, defkey=defkey)
+    return d
+
+
+def test_a_definition_built_before_gets_its_parked_build_dir_back(tmp_path):
+    """A (syscall table T1) built; a dependency changes (definition B, a full build); the
+    dependency is put back (A's artifact comes from the cache) and the table changes: the
+    build of A, parked when B started, is back and only make runs in it."""
+    s, rs = _demo(tmp_path, incremental=True)
+    d = _finished(s, "A-T1", "A", "built for A\n")
+    assert build._plan_steps(rs["demo"], s, "B-T1", "B") == [False, False, False]
+    assert not d.exists(), "B starts from an empty build directory"
+    steps.wait_discards()
+    _finished(s, "B-T1", "B", "built for B\n")
+    assert build._plan_steps(rs["demo"], s, "A-T2", "A") == [True, False, False]
+    assert (d / "Makefile").read_text() == "built for A\n"
+    stamp = read_json(build._steps_dir("demo", s) / "configure.json")
+    assert (stamp["key"], stamp["defkey"]) == ("A-T2", "A")
+    assert steps.was_incremental(rs["demo"], s, "A-T2")
+    # B is parked now; a third definition parks A and B's slot goes: one slot per recipe
+    _finished(s, "A-T2", "A", "built for A\n")
+    assert build._plan_steps(rs["demo"], s, "C-T2", "C") == [False, False, False]
+    steps.wait_discards()
+    slots = build.work_dir("demo", s) / "parked"
+    assert sorted(p.name for p in slots.iterdir()) == ["A"]
+
+
+def test_an_unfinished_or_non_incremental_build_is_not_parked(tmp_path):
+    s, rs = _demo(tmp_path, incremental=True)
+    d = _finished(s, "A-T1", "A", "built for A\n")
+    (build._steps_dir("demo", s) / "install.json").unlink()  # install never finished
+    assert build._plan_steps(rs["demo"], s, "B-T1", "B") == [False, False, False]
+    steps.wait_discards()
+    assert not (build.work_dir("demo", s) / "parked" / "A").exists() and not d.exists()
+    s2, rs2 = _demo(tmp_path / "plain", incremental=False)
+    d2 = _finished(s2, "A-T1", "A", "built for A\n")
+    assert build._plan_steps(rs2["demo"], s2, "B-T1", "B") == [False, False, False]
+    steps.wait_discards()
+    assert not (build.work_dir("demo", s2) / "parked").exists() and not d2.exists()
+
+
 def test_a_step_marked_incremental_skip_is_left_out_of_an_incremental_rebuild_only(tmp_path):
     s, rs = _demo(tmp_path, incremental=True)
     rfile = s.recipes_dir / "demo.yaml"
@@ -569,6 +616,40 @@ def test_incremental_rebuild_leaves_a_skip_step_to_make_install_and_equals_a_cle
             out[str(p.relative_to(prefix))] = (data, p.stat().st_mode)
         return out
     assert installed(s.prefix, world.base / "incskip-a") == installed(clean.prefix, world.base / "incskip-b")
+
+
+@pytest.mark.podman
+def test_a_definition_put_back_rebuilds_incrementally_in_its_parked_build_dir(world, capsys):
+    """Real podman: libgreet (incremental) built; its definition changed (a new env entry: a full
+    build in an empty directory) and put back (restored from the cache); then its tree changes:
+    configure is not run again and only the changed object is compiled, in the directory of the
+    first build."""
+    root = world.make_root("park")
+    rfile = root / "recipes" / "libgreet.yaml"
+    original = rfile.read_text().replace("image: fixture\n", "image: fixture\nincremental: true\n")
+    rfile.write_text(original)
+    s = podman_settings(root, world.base / "park-ws")
+    build.build_recipe("libgreet", load_recipes(s.recipes_dir, s.patches_dir), s)
+    bdir = build.build_dir("libgreet", s)
+    first = {n: (bdir / n).stat().st_mtime_ns for n in ("greet.o", "hello.o", "config.status")}
+    rfile.write_text(original.replace("steps:\n", "env:\n  GREET_FLAVOUR: other\nsteps:\n"))
+    capsys.readouterr()
+    build.build_recipe("libgreet", load_recipes(s.recipes_dir, s.patches_dir), s)
+    assert "[1/3] libgreet:configure done" in capsys.readouterr().out, "another definition: a full build"
+    rfile.write_text(original)
+    build.build_recipe("libgreet", load_recipes(s.recipes_dir, s.patches_dir), s)
+    assert "restored from the artifact cache" in capsys.readouterr().out
+    time.sleep(1.1)
+    patch = s.patches_dir / "libgreet" / "0001-greet-exclaim.patch"
+    patch.write_text(patch.read_text().replace('"Hello, %s!"', '"Hello, %s?"'))
+    build.build_recipe("libgreet", load_recipes(s.recipes_dir, s.patches_dir), s)
+    out = capsys.readouterr().out
+    assert "[1/3] libgreet:configure already done" in out and "[2/3] libgreet:build done" in out
+    after = {n: (bdir / n).stat().st_mtime_ns for n in first}
+    assert after["config.status"] == first["config.status"] and after["hello.o"] == first["hello.o"]
+    assert after["greet.o"] != first["greet.o"]
+    res = subprocess.run([str(s.prefix / "bin" / "greet-hello")], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "Hello, world?"
 
 
 @pytest.mark.podman
