@@ -72,6 +72,7 @@ def swap(slots: Path, build: Path, sdir: Path, old: str | None, new: str,
             parked = True
             logger.info("parked the build directory of definition %s in %s", old[:12], target)
     if usable:
+        discard(build)  # an unfinished build of another definition (not parked)
         os.rename(want / "build", build)
         _move_stamps(want / "steps", sdir, stamp_names)
         discard(want)

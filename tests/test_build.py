@@ -179,6 +179,14 @@ def test_an_unfinished_or_non_incremental_build_is_not_parked(tmp_path):
     assert build._plan_steps(rs["demo"], s, "B-T1", "B") == [False, False, False]
     steps.wait_discards()
     assert not (build.work_dir("demo", s) / "parked" / "A").exists() and not d.exists()
+    # ... and an unfinished build makes way for a parked one of the definition asked for
+    _finished(s, "B-T1", "B", "built for B\n")
+    assert build._plan_steps(rs["demo"], s, "C-T1", "C") == [False, False, False]  # B parked
+    steps.wait_discards()
+    _finished(s, "C-T1", "C", "half built for C\n")
+    (build._steps_dir("demo", s) / "install.json").unlink()
+    assert build._plan_steps(rs["demo"], s, "B-T2", "B") == [True, False, False]
+    assert (build.build_dir("demo", s) / "Makefile").read_text() == "built for B\n"
     s2, rs2 = _demo(tmp_path / "plain", incremental=False)
     d2 = _finished(s2, "A-T1", "A", "built for A\n")
     assert build._plan_steps(rs2["demo"], s2, "B-T1", "B") == [False, False, False]
