@@ -73,10 +73,15 @@ def swap(slots: Path, build: Path, sdir: Path, old: str | None, new: str,
             logger.info("parked the build directory of definition %s in %s", old[:12], target)
     if usable:
         discard(build)  # an unfinished build of another definition (not parked)
-        os.rename(want / "build", build)
-        _move_stamps(want / "steps", sdir, stamp_names)
+        try:
+            os.rename(want / "build", build)
+        except OSError as exc:  # nothing moved: the caller starts from an empty directory
+            logger.debug("cannot take back %s: %s", want, exc)
+            usable = False
+        else:
+            _move_stamps(want / "steps", sdir, stamp_names)
+            logger.info("took back the build directory parked for definition %s", new[:12])
         discard(want)
-        logger.info("took back the build directory parked for definition %s", new[:12])
     keep = {old} if parked else set()
     if slots.is_dir():
         for slot in slots.iterdir():
