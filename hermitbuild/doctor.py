@@ -25,7 +25,10 @@ Contract:
   (download, prepare or build), so a broken machine stops in seconds.
 - :func:`main` (``python -m hermitbuild.doctor [--runtime]``) prints the report and
   exits 1 when a check failed; ``--runtime`` runs only the runtime check (the end of
-  ``scripts/setup``).  Nothing here changes the machine but the probe image and files.
+  ``scripts/setup``, so of every ``scripts/doit`` command), remembered as the pre-flight's
+  is: its real container run again only when a binary, a setting or the boot changed (or a
+  day passed); ``doit doctor`` always runs it.  Nothing here changes the machine but the
+  probe image and files.
 """
 
 from __future__ import annotations
@@ -344,10 +347,8 @@ def settings_report(settings: Settings) -> list[Check]:
 
 # --------------------------------------------------------------------------- entry points
 
-def run_checks(settings: Settings, images: Sequence[str] = (), *, runtime_only: bool = False) -> list[Check]:
+def run_checks(settings: Settings, images: Sequence[str] = ()) -> list[Check]:
     checks = check_runtime(settings)
-    if runtime_only:
-        return checks
     checks += check_images(settings, images)
     checks += check_dirs(settings)
     checks += check_disk(settings, image_store=_image_store(settings))
@@ -416,10 +417,15 @@ def _runtime_checks(settings: Settings, ident: Sequence[str]) -> list[Check]:
     return found
 
 
+def _ident(settings: Settings) -> tuple[str, ...]:
+    """The settings a runtime check's result depends on."""
+    return (str(settings.build_dir), str(settings.prefix), settings.runtime, *settings.runtime_options)
+
+
 def preflight(settings: Settings, *, checks: Callable[[Settings], list[Check]] | None = None) -> None:
     """The checks a build needs, once per process; raises PreflightError listing what failed.
     The runtime's real container run is remembered across processes (:func:`_runtime_checks`)."""
-    ident = (str(settings.build_dir), str(settings.prefix), settings.runtime, *settings.runtime_options)
+    ident = _ident(settings)
     if ident in _PREFLIGHT_DONE:
         return
     found = checks(settings) if checks else (_runtime_checks(settings, ident) + check_dirs(settings)
@@ -436,15 +442,17 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None,
     parser = argparse.ArgumentParser(prog="doit doctor", description="check this machine for hermitbuild")
     parser.add_argument("--runtime", action="store_true", help="only the container runtime check")
     ns = parser.parse_args(list(argv or []))
-    if settings is None or images is None:
-        try:
-            settings = settings or load_settings()
+    try:
+        settings = settings or load_settings()
+        if images is None and not ns.runtime:
             recipes = load_recipes(settings.recipes_dir, settings.patches_dir, settings.variant_values)
-        except HermitBuildError as err:
-            print(err, file=sys.stderr)
-            return 2
-        images = sorted({r.image for r in recipes})
-    checks = run_checks(settings, images, runtime_only=ns.runtime)
+            images = sorted({r.image for r in recipes})
+    except HermitBuildError as err:
+        print(err, file=sys.stderr)
+        return 2
+    # set-up (every scripts/doit command) takes a remembered pass, as a build's pre-flight does;
+    # `doit doctor` is what someone runs when something is wrong: it always runs the container
+    checks = _runtime_checks(settings, _ident(settings)) if ns.runtime else run_checks(settings, images or ())
     print(render(checks), flush=True)
     failed = [c for c in checks if c.failed]
     if failed:
