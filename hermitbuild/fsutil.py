@@ -11,7 +11,10 @@ now, delete in a thread).  :func:`read_text` reads a UTF-8 file or raises a loca
 naming the file (and the line of a byte that is not UTF-8).  :func:`ensure_writable_dir`
 creates a directory and proves it writable, or raises a located error naming the setting.  :func:`write_atomic` writes a
 file through a temp file + rename; :class:`Transaction` makes a set of such writes (and
-deletions) all-or-nothing.
+deletions) all-or-nothing.  :class:`StatMemo` keeps, for one process, a result computed from a
+file's content while its stat (size, mtime, ctime, inode, device) is unchanged; a file changed
+less than :data:`RACY_SECONDS` before it was read is read again every time (an edit within the
+clock's granularity keeps the stat: git's "racily clean" rule).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+import time
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 from .errors import InputError
 
@@ -36,7 +40,34 @@ logger = logging.getLogger(__name__)
 
 
 __all__ = ["file_lock", "write_atomic", "read_text", "ensure_writable_dir", "sha256_file", "rmtree",
-           "is_inside", "is_safe_relpath", "read_json", "write_json"]
+           "is_inside", "is_safe_relpath", "read_json", "write_json", "StatMemo"]
+
+T = TypeVar("T")
+# a file whose mtime or ctime is this close to the moment it was read may still change without
+# its stat changing (timestamps advance in clock ticks of a few milliseconds)
+RACY_SECONDS = 2.0
+
+
+class StatMemo(Generic[T]):
+    """``compute(path)`` once per file and stat, for this process (see the module contract)."""
+
+    def __init__(self, compute: Callable[[Path], T]) -> None:
+        self._compute = compute
+        self._kept: dict[Path, tuple[tuple[int, ...], T]] = {}
+
+    def get(self, path: Path, st: os.stat_result | None = None) -> T:
+        """The result for ``path``; ``st``: its stat, when the caller has it already."""
+        st = st or os.stat(path)
+        sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        kept = self._kept.get(path)
+        if kept is not None and kept[0] == sig:
+            return kept[1]
+        value = self._compute(path)  # stat first: a change while computing gives a new stat
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_SECONDS * 1e9:
+            self._kept[path] = (sig, value)
+        else:
+            self._kept.pop(path, None)
+        return value
 
 _CHUNK = 1 << 20
 

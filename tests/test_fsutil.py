@@ -76,3 +76,31 @@ def test_a_tree_being_deleted_is_not_handed_to_a_second_thread(
     wait_discards()
     assert len(deleted) == 2 and len(set(deleted)) == 2, deleted
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stat_memo_reads_a_file_again_only_when_it_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+
+    def compute(path: Path) -> str:
+        reads.append(path.name)
+        return path.read_text()
+
+    memo: fsutil.StatMemo[str] = fsutil.StatMemo(compute)
+    f = tmp_path / "main.c"
+    f.write_text("int sys_a(void);\n")
+    # just written: racily clean, so read every time (an edit in the same clock tick keeps the stat)
+    assert memo.get(f) == memo.get(f) == "int sys_a(void);\n" and len(reads) == 2
+    st = os.stat(f)
+    f.write_text("int sys_b(void);\n")  # same size
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same mtime: ctime is new
+    assert memo.get(f) == "int sys_b(void);\n"
+    monkeypatch.setattr(fsutil, "RACY_SECONDS", 0.0)  # as if the file were older than that
+    reads.clear()
+    assert memo.get(f) == memo.get(f) == "int sys_b(void);\n" and reads == ["main.c"]
+    f.write_text("int sys_cc(void);\n")  # another size
+    assert memo.get(f) == "int sys_cc(void);\n" and len(reads) == 2
+    g = tmp_path / "other.c"
+    g.write_text("int sys_cc(void);\n")
+    os.replace(g, f)  # the same size and content, another inode
+    assert memo.get(f) == "int sys_cc(void);\n" and len(reads) == 3
