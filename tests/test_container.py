@@ -104,7 +104,7 @@ def test_repository_images_start_from_the_base_image_setting():
         assert lines[1] == "FROM ${BASE_IMAGE}", cf
     toolchain = (ROOT / "containers" / "Containerfile.toolchain").read_text()
     for pkg in ("build-essential", "bison", "flex", "texinfo", "libgmp-dev", "libmpfr-dev", "libmpc-dev",
-                "libisl-dev", "cmake", "nasm", "python3", "automake1.11", "autoconf2.64", "bsdextrautils"):
+                "libisl-dev", "cmake", "ninja-build", "nasm", "python3", "automake1.11", "autoconf2.64", "bsdextrautils"):
         assert pkg in toolchain, pkg
 
 

@@ -98,11 +98,12 @@ def test_gdb_patch_carries_its_source() -> None:
 def test_recipe_details(real: RecipeSet) -> None:
     for rec in real:
         assert rec.description, f"{rec.name} needs a description"
-        # every recipe installs into the staging dir, never straight into the prefix
-        args = [a for step in rec.steps for a in step.args]
+        # every recipe installs into the staging dir, never straight into the prefix (an argument,
+        # or DESTDIR in a step's environment: ninja takes no variables on its command line)
+        args = [a for step in rec.steps for a in (*step.args, *(v for _, v in step.env))]
         assert any("{stage}" in a for a in args), f"{rec.name}: no step writes into {{stage}}"
         for step in rec.steps:
-            for a in step.args:
+            for a in (*step.args, *(v for _, v in step.env)):
                 for ph in re.findall(r"\{([^{}]*)\}", a):
                     assert ph in PLACEHOLDERS
     # the kernel side of the table goes into hermit's own tree; the bootstrap build ignores it
