@@ -53,13 +53,13 @@ from typing import Iterable, Iterator
 
 from . import treewatch
 from .errors import CommandError
-from .fsutil import read_json, sha256_file, write_atomic
+from .fsutil import RACY_SECONDS, read_json, sha256_file, write_atomic
 from .runner import output_bytes
 
 logger = logging.getLogger(__name__)
 
 SKIP_NAMES = frozenset({".git"})
-_RACY_NS = 2_000_000_000  # files modified this recently are never taken from a digest cache
+_RACY_NS = int(RACY_SECONDS * 1e9)  # files modified this recently are never taken from a digest cache
 FINGERPRINT_FORMAT = 2
 # ctime first: it is never older than any other change of the entry, so the newest ctime
 # says whether the listing is racy; fields end in NUL so that no name can fake a field;
