@@ -160,21 +160,29 @@ def test_preflight_runs_once_per_process_and_only_until_it_passes(tmp_path, monk
     assert len(calls) == 3
 
 
-def test_a_passed_runtime_check_is_remembered_until_a_binary_or_setting_changes(tmp_path, monkeypatch):
-    """The real container run of the pre-flight (0.3-0.4 s) runs again in a new process only when
-    something it depends on changed: the runtime binary, the settings, or the machine rebooted."""
+def _counted_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                     ) -> tuple[Path, Path, list[int], list[str]]:
+    """A runtime binary and a boot id the test can change, and a runtime check that counts its
+    runs and answers ``verdict[0]``."""
     runtime = tmp_path / "podman"
     runtime.write_text("#!/bin/sh\n")
     boot = tmp_path / "boot_id"
     boot.write_text("boot-1\n")
     monkeypatch.setattr(container, "detect_runtime", lambda settings: str(runtime))
     monkeypatch.setattr(doctor, "_BOOT_ID", boot)
-    monkeypatch.setattr(doctor, "check_dirs", lambda settings: [])
-    monkeypatch.setattr(doctor, "check_disk", lambda settings, needed=None: [])
     runs: list[int] = []
     verdict = ["ok"]
     monkeypatch.setattr(doctor, "check_runtime", lambda settings: runs.append(1) or [
-        doctor.Check("container run", verdict[0], "podman 4.3.1", "")])
+        doctor.Check("container run", verdict[0], "podman 4.3.1", "fix it")])
+    return runtime, boot, runs, verdict
+
+
+def test_a_passed_runtime_check_is_remembered_until_a_binary_or_setting_changes(tmp_path, monkeypatch):
+    """The real container run of the pre-flight (0.3-0.4 s) runs again in a new process only when
+    something it depends on changed: the runtime binary, the settings, or the machine rebooted."""
+    runtime, boot, runs, verdict = _counted_runtime(tmp_path, monkeypatch)
+    monkeypatch.setattr(doctor, "check_dirs", lambda settings: [])
+    monkeypatch.setattr(doctor, "check_disk", lambda settings, needed=None: [])
     s = Settings(root=ROOT, prefix=tmp_path / "p", build_dir=tmp_path / "b", cache_dir=tmp_path / "c")
 
     def new_process() -> None:
@@ -207,16 +215,7 @@ def test_a_passed_runtime_check_is_remembered_until_a_binary_or_setting_changes(
 def test_setup_takes_a_remembered_pass_and_doctor_always_runs_the_container(tmp_path, monkeypatch, capsys):
     """`python -m hermitbuild.doctor --runtime` ends scripts/setup, so every scripts/doit command:
     it reuses the pre-flight's remembered pass (0.4 s less per command); `doit doctor` does not."""
-    runtime = tmp_path / "podman"
-    runtime.write_text("#!/bin/sh\n")
-    boot = tmp_path / "boot_id"
-    boot.write_text("boot-1\n")
-    monkeypatch.setattr(container, "detect_runtime", lambda settings: str(runtime))
-    monkeypatch.setattr(doctor, "_BOOT_ID", boot)
-    runs: list[int] = []
-    verdict = ["ok"]
-    monkeypatch.setattr(doctor, "check_runtime", lambda settings: runs.append(1) or [
-        doctor.Check("container run", verdict[0], "podman 4.3.1", "fix it")])
+    runtime, _, runs, verdict = _counted_runtime(tmp_path, monkeypatch)
     for name in ("check_images", "check_dirs", "check_disk", "check_kvm", "check_remote", "settings_report"):
         monkeypatch.setattr(doctor, name, lambda *a, **k: [])
     s = Settings(root=ROOT, prefix=tmp_path / "p", build_dir=tmp_path / "b", cache_dir=tmp_path / "c")
