@@ -21,7 +21,7 @@ patch-ng is used to parse the patches and to write patched files
 (``PatchSet.write_hunks``); its quirks are handled here: it reports problems
 through the ``patch_ng`` logger instead of raising (those records are captured
 and turned into errors), it silently rewrites ``../`` and absolute file names
-(we read the raw names instead, see :class:`_RawPatchSet`), it overwrites
+(we read the raw names instead, see :func:`_raw_patchset`), it overwrites
 existing files on "create" and deletes files without checking their content,
 it treats an already-applied patch as success, and it strips git ``a/``/``b/``
 prefixes on its own.  None of that reaches the tree.
@@ -29,6 +29,7 @@ prefixes on its own.  None of that reaches the tree.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -39,9 +40,8 @@ import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
-import patch_ng
 
 from .fsutil import is_inside
 from .errors import PatchError
@@ -86,17 +86,28 @@ class _captured:
             logger.debug("patch_ng: %s", rec.getMessage())
 
 
-class _RawPatchSet(patch_ng.PatchSet):
-    """A PatchSet that keeps the file names exactly as written in the patch.
+def _patch_ng() -> Any:
+    """patch-ng, imported when a patch is first parsed or written: it imports urllib.request
+    and email (35-60 ms), which a doit command that applies no patch does not need."""
+    import patch_ng
+    return patch_ng
 
-    patch-ng's own normalisation strips ``a/``/``b/``, removes leading ``../``
-    and turns absolute names into relative ones, with only a log warning; we
-    need the raw names to apply ``-p`` ourselves and to refuse paths that
-    leave the tree.
-    """
 
-    def _normalize_filenames(self) -> None:  # noqa: D401 - deliberately a no-op
-        return None
+@functools.cache
+def _raw_patchset() -> type:
+    class _RawPatchSet(_patch_ng().PatchSet):  # type: ignore[misc, name-defined]
+        """A PatchSet that keeps the file names exactly as written in the patch.
+
+        patch-ng's own normalisation strips ``a/``/``b/``, removes leading ``../``
+        and turns absolute names into relative ones, with only a log warning; we
+        need the raw names to apply ``-p`` ourselves and to refuse paths that
+        leave the tree.
+        """
+
+        def _normalize_filenames(self) -> None:  # noqa: D401 - deliberately a no-op
+            return None
+
+    return _RawPatchSet
 
 
 @dataclass
@@ -156,7 +167,7 @@ def _parse(spec: PatchSpec, recipe: str) -> _Parsed:
     except OSError as exc:
         raise _fail(spec, recipe, f"cannot read the patch: {exc.strerror}",
                     "check the file exists and is readable") from None
-    pset = _RawPatchSet()
+    pset = _raw_patchset()()
     with _captured() as cap:
         ok = pset.parse(io.BytesIO(data))
     if not ok or pset.errors:
@@ -465,7 +476,7 @@ def _apply_one(parsed: _Parsed, work: Path, recipe: str) -> None:
                     hunk.startsrc = start
                 mode = src.stat().st_mode
                 tmp = src.with_name(src.name + ".hb-new")
-                writer = patch_ng.PatchSet()
+                writer = _patch_ng().PatchSet()
                 with _captured() as cap:
                     ok = writer.write_hunks(str(src), str(tmp), hunks)
                 if not ok or cap.problems():
