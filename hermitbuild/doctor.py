@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import cache, container, qemu, runner
+from . import container, qemu, runner
 from .errors import CommandError, ContainerError, HermitBuildError, PreflightError
 from .recipe import load_recipes
 from .fsutil import read_json, write_json
@@ -314,6 +314,8 @@ def _in_virtual_machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 def check_remote(settings: Settings) -> list[Check]:
     if settings.remote_cache_mode == "off":
         return [Check("remote cache", "info", "off")]
+    from . import cache  # here, not at the top: set-up's runtime check (every scripts/doit) needs none of it
+
     _, remote = cache.open_caches(settings)
     assert remote is not None
     token = " with a token" if settings.remote_cache_token else \
