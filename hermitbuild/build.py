@@ -53,10 +53,10 @@ from .recipe import Recipe, RecipeSet, expand
 from .fsutil import ensure_writable_dir, file_lock, is_safe_relpath, read_json, write_json
 from .settings import Settings
 # the step machinery, re-exported: build.<name> is what the rest of the package and the tests use
-from .steps import (CONFIGURE_KINDS, DEFAULT_PATH, build_dir, ccache_summary, container_labels,  # noqa: F401
-                    install_root, mounts_for, placeholders, run_steps, source_date_epoch, stage_dir,
-                    step_environment, step_log, work_dir)
-from .steps import steps_dir as _steps_dir
+from .layout import (DEFAULT_PATH, build_dir, container_labels, install_root, mounts_for,  # noqa: F401
+                     placeholders, source_date_epoch, stage_dir, step_environment, step_log, work_dir)
+from .layout import steps_dir as _steps_dir
+from .steps import CONFIGURE_KINDS, ccache_summary, run_steps  # noqa: F401
 from .steps import plan_steps as _plan_steps  # noqa: F401
 
 logger = logging.getLogger(__name__)
