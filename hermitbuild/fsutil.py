@@ -55,9 +55,9 @@ class StatMemo(Generic[T]):
         self._compute = compute
         self._kept: dict[Path, tuple[tuple[int, ...], T]] = {}
 
-    def get(self, path: Path, st: os.stat_result | None = None) -> T:
-        """The result for ``path``; ``st``: its stat, when the caller has it already."""
-        st = st or os.stat(path)
+    def get(self, path: Path) -> T:
+        """The result for ``path`` (OSError when it cannot be stat'ed)."""
+        st = os.stat(path)
         sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
         kept = self._kept.get(path)
         if kept is not None and kept[0] == sig:

@@ -14,7 +14,6 @@ Contract:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -31,12 +30,6 @@ def tree_error(why: str, fix: str, path: Path | str, line: int | None = None) ->
     err.file, err.line = str(path), line
     err.fields.update(file=str(path), line=line)
     return err
-
-
-@dataclass(frozen=True)
-class Change:
-    path: Path
-    new: bytes | None  # None: delete the file
 
 
 def kernel_root(tree: Path) -> Path:

@@ -41,7 +41,7 @@ from ..errors import SyscallError
 from ..fsutil import StatMemo, Transaction, read_text
 from . import emit
 from . import makefile_in as makefile_in_mod
-from .regions import (Change, find_region, kernel_root, newlib_root, read_tree_file as _read, set_region,
+from .regions import (find_region, kernel_root, newlib_root, read_tree_file as _read, set_region,
                       strip_region as _strip_region, tree_error)
 from .automake import host_automake
 from .model import Entry, Table
@@ -54,6 +54,12 @@ _SYS_DEF_RE = re.compile(
 _NOT_TYPES = {"return", "else", "if", "while", "case", "do", "goto", "sizeof", "for", "switch"}
 _NR_RE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+__NR_(\w+)[ \t]+(\d+)")
 _PROTO_RE = re.compile(r"^[A-Za-z_][\w \t*]*\bsys_\w+\s*\(.*\)\s*;\s*$")
+
+
+@dataclass(frozen=True)
+class Change:
+    path: Path
+    new: bytes | None  # None: delete the file
 
 
 def _header_anchor(path: Path) -> Callable[[list[str]], int]:
